@@ -1,0 +1,81 @@
+"""The `echoseg` command: a thin dispatcher over subcommand modules in echoseg.commands.
+
+Each module ``echoseg.commands.<name>`` defines ``HELP`` (one line), ``add_arguments(parser)``
+and ``run(args) -> int``. Modules are imported only when their command runs, so
+``echoseg info`` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from echoseg.errors import EchosegError
+
+COMMANDS: dict[str, str] = {
+    "info": "Describe a dataset: layout, patients, images, labels, splits, problems.",
+    "models": "List the model presets with parameter counts and GFLOPs.",
+    "train": "Train a model from a YAML config.",
+    "evaluate": "Score a model or a folder of predictions on a dataset split.",
+    "compare": "Compare evaluations: Wilcoxon tests, boxplots, report.",
+    "predict": "Segment images, volumes and sequences.",
+    "bench": "Measure training or inference speed.",
+    "demo": "Segment the bundled CAMUS samples and write a small report.",
+}
+
+
+def _load(name: str):
+    return importlib.import_module(f"echoseg.commands.{name}")
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser; only the subcommand named in ``argv`` gets its options loaded."""
+    parser = argparse.ArgumentParser(prog="echoseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = next((a for a in (argv or []) if not a.startswith("-")), None)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:
+            try:
+                _load(name).add_arguments(p)
+            except ModuleNotFoundError as exc:
+                if exc.name != f"echoseg.commands.{name}":
+                    raise
+    return parser
+
+
+def _version() -> str:
+    from echoseg import __version__
+
+    return f"echoseg {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok, 1 partial failure, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        module = _load(args.command)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"echoseg.commands.{args.command}":
+            print(f"echoseg: error: '{args.command}' is not available in this version", file=sys.stderr)
+            return 2
+        raise
+    try:
+        return int(module.run(args) or 0)
+    except EchosegError as exc:
+        print(f"echoseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("echoseg: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
