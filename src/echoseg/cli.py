@@ -31,7 +31,8 @@ def _load(name: str):
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """Build the argument parser; only the subcommand named in ``argv`` gets its options loaded."""
-    parser = argparse.ArgumentParser(prog="echoseg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="echoseg", description="Segment LV, myocardium and LA in 2D echocardiography.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = next((a for a in (argv or []) if not a.startswith("-")), None)
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         module = _load(args.command)
     except ModuleNotFoundError as exc:
         if exc.name == f"echoseg.commands.{args.command}":
-            print(f"echoseg: error: '{args.command}' is not available in this version", file=sys.stderr)
+            print(f"echoseg: error: '{args.command}' is not available in this version",
+                  file=sys.stderr)
             return 2
         raise
     try:

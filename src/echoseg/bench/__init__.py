@@ -1,0 +1,1 @@
+"""Speed measurements: training throughput and inference latency, on synthetic batches."""

@@ -1,0 +1,78 @@
+"""Training throughput and inference latency of a model, measured on synthetic inputs."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from echoseg.config import Config
+from echoseg.losses import build_loss
+from echoseg.models import build_model
+from echoseg.training.heap import keep_freed_memory
+from echoseg.training.loop import autocast_dtype, train_step
+from echoseg.training.optim import build_optimizer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_throughput(config: Config, device: torch.device, steps: int = 5,
+                        warmup: int = 2) -> dict:
+    """Images per second of full training steps (forward, loss, backward, optimiser step).
+
+    Uses the run's own precision/channels_last settings and random images and labels of the
+    config's grid size and batch size. Returns a dict with ``images_per_s`` and the settings.
+    """
+    torch.manual_seed(0)
+    if device.type == "cpu":
+        keep_freed_memory()
+    cfg = config.train
+    model = build_model(config.model).to(device).train()
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config.loss)
+    optimizer = build_optimizer(model.parameters(), cfg)
+    amp = autocast_dtype(cfg.precision, device)
+    s = config.data.size
+    x = torch.rand(cfg.batch_size, 1, s, s, device=device)
+    y = torch.randint(0, config.model.num_classes, (cfg.batch_size, s, s), device=device)
+    for _ in range(warmup):
+        train_step(model, x, y, loss_fn, optimizer, amp, cfg.channels_last)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, x, y, loss_fn, optimizer, amp, cfg.channels_last)
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": steps * cfg.batch_size / seconds, "batch_size": cfg.batch_size,
+            "size": s, "precision": str(amp).replace("torch.", "") if amp else "fp32",
+            "channels_last": cfg.channels_last, "steps": steps, "device": str(device),
+            "threads": torch.get_num_threads()}
+
+
+@torch.no_grad()
+def inference_latency(model: torch.nn.Module, size: int, device: torch.device,
+                      batch_size: int = 1, repeats: int = 20, warmup: int = 3,
+                      amp: torch.dtype | None = None) -> dict:
+    """Milliseconds per frame of ``model`` on (batch_size, 1, size, size) inputs.
+
+    Returns ``ms_per_frame`` (median over repeats, divided by the batch size) and ``fps``.
+    """
+    model = model.to(device).eval()
+    x = torch.rand(batch_size, 1, size, size, device=device)
+    times = []
+    for i in range(warmup + repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            model(x)
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    median = sorted(times)[len(times) // 2]
+    ms = 1000 * median / batch_size
+    return {"ms_per_frame": ms, "fps": 1000 / ms, "batch_size": batch_size, "size": size,
+            "device": str(device), "threads": torch.get_num_threads()}

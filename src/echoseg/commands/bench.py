@@ -1,0 +1,59 @@
+"""`echoseg bench`: training images/s (`--train`) or inference ms/frame of models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "Measure training or inference speed."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `echoseg bench`."""
+    parser.add_argument("models", nargs="*", default=[],
+                        help="configs/presets (with --train) or models (bundled name, run, .pt)")
+    parser.add_argument("--train", action="store_true", help="measure training images/s")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="config override, e.g. train.precision=fp32")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
+    parser.add_argument("--batch-size", type=int, default=1, help="inference batch (default 1)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every model given and print a table (or JSON); returns 0."""
+    from echoseg.bench.timing import inference_latency, training_throughput
+    from echoseg.config import load_config
+    from echoseg.training.loop import autocast_dtype, resolve_device
+
+    device = resolve_device(args.device)
+    results = {}
+    if args.train:
+        for name in args.models or ["lightweight"]:
+            config = load_config(name, args.overrides)
+            results[name] = training_throughput(config, device, steps=args.steps)
+    else:
+        from echoseg.inference import load_model
+
+        for name in args.models or ["lightweight"]:
+            seg = load_model(name, device=str(device))
+            amp = autocast_dtype(seg.config.train.precision, device)
+            results[name] = {
+                "fp32": inference_latency(seg.model, seg.size, device, args.batch_size),
+                **({"bf16": inference_latency(seg.model, seg.size, device, args.batch_size,
+                                              amp=amp)} if amp else {}),
+            }
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    for name, r in results.items():
+        if args.train:
+            print(f"{name}: {r['images_per_s']:.1f} training images/s ({r['size']}², batch "
+                  f"{r['batch_size']}, {r['precision']}, channels_last={r['channels_last']}, "
+                  f"{r['device']}, {r['threads']} threads)")
+        else:
+            for prec, m in r.items():
+                print(f"{name} [{prec}]: {m['ms_per_frame']:.2f} ms/frame ({m['fps']:.0f} fps, "
+                      f"{m['size']}², batch {m['batch_size']}, {m['device']})")
+    return 0

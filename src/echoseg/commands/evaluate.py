@@ -1,0 +1,108 @@
+"""`echoseg evaluate`: score a model, or a folder of predicted label maps, on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Score a model or a folder of predictions on a dataset split."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `echoseg evaluate`."""
+    parser.add_argument("model", nargs="?", help="bundled name, run folder or checkpoint "
+                        "(omit with --pred)")
+    parser.add_argument("--data", required=True, help="dataset folder holding the ground truth")
+    parser.add_argument("--split", help="split to score (default: test)")
+    parser.add_argument("--pred", metavar="DIR", help="score predicted label maps from DIR "
+                        "(<id>.png, <id>.nii.gz or <id>_pred.*, searched recursively) "
+                        "instead of running a model")
+    parser.add_argument("--postprocess", metavar="SPEC", help="post-processing, e.g. "
+                        "'cca+close:5' or 'none' (default: the model's own; 'none' with --pred)")
+    parser.add_argument("--grid", default="native", help="where to compute metrics: native "
+                        "(ground-truth size, HD in mm when spacing is known), model (the "
+                        "model's grid, 256 with --pred) or a size in pixels")
+    parser.add_argument("--out", metavar="DIR", help="write per_image.csv, summary.json, "
+                        "summary.md (and worst/) here")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="draw the N images with the lowest mean Dice into OUT/worst/")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per model call")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
+
+
+def _samples(args: argparse.Namespace):
+    from echoseg.data.dataset import open_dataset
+    from echoseg.data.splits import resolve_splits
+    from echoseg.errors import DataError
+
+    dataset = open_dataset(args.data)
+    splits = resolve_splits(dataset)
+    name = args.split or "test"
+    if name not in splits:
+        raise DataError(f"{args.data}: no split named '{name}' (available: "
+                        f"{', '.join(splits) or 'none'}); choose one with --split")
+    samples = dataset.select(splits[name])
+    if not samples:
+        raise DataError(f"{args.data}: split '{name}' has no images")
+    return samples
+
+
+def _load_model(args: argparse.Namespace):
+    from echoseg.errors import EchosegError
+
+    try:
+        from echoseg.inference import load_model
+    except ImportError as exc:
+        raise EchosegError(f"model inference is not available in this version ({exc}); "
+                           "score prediction files with --pred DIR") from None
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_model(args.model, device=device, postprocess=args.postprocess)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate every option, score, then write files (nothing is written on error)."""
+    from echoseg.errors import ConfigError
+    from echoseg.evaluation.evaluate import evaluate_folder, evaluate_model
+    from echoseg.evaluation.figures import write_worst_cases
+    from echoseg.evaluation.grid import MODEL_GRID, parse_grid
+    from echoseg.evaluation.summary import summary_markdown
+    from echoseg.evaluation.writers import summary_json, write_evaluation
+    from echoseg.postprocess import parse_postprocess
+
+    if (args.model is None) == (args.pred is None):
+        raise ConfigError("give either MODEL or --pred DIR (not both)")
+    if args.worst < 0 or args.batch_size < 1:
+        raise ConfigError("--worst must be >= 0 and --batch-size >= 1")
+    if args.worst and not args.out:
+        raise ConfigError("--worst needs --out DIR to write the figures into")
+    parse_postprocess(args.postprocess)  # fail on a bad spec before reading any data
+    grid = parse_grid(args.grid)
+    samples = _samples(args)
+    if args.pred:
+        evaluation = evaluate_folder(args.pred, samples, postprocess=args.postprocess or "none",
+                                     grid=MODEL_GRID if grid == "model" else grid,
+                                     worst=args.worst)
+    else:
+        model = _load_model(args)
+        if grid == "model":
+            grid = int(getattr(model, "size", MODEL_GRID))
+        evaluation = evaluate_model(
+            model.predict_batch, samples, batch_size=args.batch_size, grid=grid,
+            prior_postprocess=getattr(model, "postprocess_spec", None) or args.postprocess
+            or "none", model=str(getattr(model, "name", args.model)), worst=args.worst)
+    markdown = summary_markdown(evaluation.summary)
+    if args.out:
+        write_evaluation(args.out, evaluation.rows, evaluation.summary, markdown)
+        if evaluation.worst:
+            write_worst_cases(evaluation.worst, Path(args.out) / "worst")
+    if args.json:
+        print(json.dumps(json.loads(summary_json(evaluation.summary))))
+    else:
+        print(markdown, end="")
+    return 0

@@ -1,0 +1,45 @@
+"""`echoseg train CONFIG`: train a model into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Train a model from a YAML config."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `echoseg train`."""
+    parser.add_argument("config", help="YAML config file or packaged name (e.g. lightweight)")
+    parser.add_argument("--data", help="dataset folder (overrides data.root)")
+    parser.add_argument("--out", help="run folder (default: runs/<config name>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value, e.g. train.epochs=10")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the config (a resumed run reuses RUN/config.yaml) and train; returns 0."""
+    from echoseg.config import load_config
+    from echoseg.training import train
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.root={args.data}")
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if args.resume and (out / "config.yaml").is_file():
+        config = load_config(out / "config.yaml", overrides)
+    else:
+        config = load_config(args.config, overrides)
+    result = train(config, out, resume=args.resume, device=args.device,
+                   quiet=args.quiet or args.json)
+    if args.json:
+        print(json.dumps({"run": str(out), **result}))
+    else:
+        print(f"run folder: {out} (best epoch {result['best_epoch']}, "
+              f"val Dice mean {result['best_val_dice_mean']:.4f})")
+    return 0

@@ -1,0 +1,143 @@
+"""Compare evaluations image by image: Wilcoxon signed-rank tests, mean ± std, outliers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from echoseg.errors import DataError
+from echoseg.evaluation.writers import read_per_image_csv
+from echoseg.labels import STRUCTURES
+from echoseg.metrics import nan_stats
+
+METRICS = {"dice": "dice", "hausdorff": "hd"}  # report name -> per_image.csv column prefix
+
+
+def wilcoxon_p(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Two-sided Wilcoxon signed-rank test of paired values a vs b.
+
+    Pairs where either value is NaN are left out and counted (``nan_pairs``). Uses
+    ``scipy.stats.wilcoxon`` defaults (zero differences dropped; exact distribution for small
+    samples without ties, normal approximation otherwise). Returns {"p", "n", "nan_pairs",
+    "mean_difference" (a - b)}; p is 1.0 when every difference is zero and NaN with no pairs.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    result = {"n": int(x.size), "nan_pairs": int((~keep).sum())}
+    if x.size == 0:
+        return {"p": math.nan, **result, "mean_difference": math.nan}
+    diff = x - y
+    p = 1.0 if not diff.any() else float(stats.wilcoxon(x, y).pvalue)
+    return {"p": p, **result, "mean_difference": float(diff.mean())}
+
+
+def load_tables(dirs: Sequence[Path | str], names: Sequence[str]) -> dict[str, dict[str, dict]]:
+    """Read DIR/per_image.csv for each evaluation folder; returns {name: {image id: row}}.
+
+    Raises DataError when a table repeats an id or when the tables cover different images
+    (naming the missing ids)."""
+    tables: dict[str, dict[str, dict]] = {}
+    for name, folder in zip(names, dirs, strict=True):
+        rows = read_per_image_csv(Path(folder) / "per_image.csv")
+        table = {row["id"]: row for row in rows}
+        if len(table) != len(rows):
+            raise DataError(f"{folder}/per_image.csv: an image id appears twice")
+        tables[name] = table
+    first, ids = names[0], set(tables[names[0]])
+    for name in names[1:]:
+        other = set(tables[name])
+        for lacking, having, missing in ((name, first, ids - other), (first, name, other - ids)):
+            if missing:
+                shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
+                raise DataError(f"evaluations cover different images: {lacking} lacks "
+                                f"{len(missing)} of {having}'s images ({shown})")
+    return tables
+
+
+def hausdorff_unit(dirs: Sequence[Path | str]) -> str:
+    """The Hausdorff unit ("mm", "px") the evaluations agree on, from each DIR/summary.json;
+    "mixed" when they differ and "?" when no summary says."""
+    units = set()
+    for folder in dirs:
+        path = Path(folder) / "summary.json"
+        try:
+            units.add(json.loads(path.read_text()).get("hausdorff_unit", "?"))
+        except (OSError, ValueError, AttributeError):
+            units.add("?")
+    return units.pop() if len(units) == 1 else "mixed"
+
+
+def compare_tables(tables: dict[str, dict[str, dict]], pairs: str = "all") -> dict:
+    """Per-model mean ± std and outliers, and Wilcoxon tests per metric and structure between
+    each pair of models (``pairs="all"``) or each model vs the first (``pairs="first"``)."""
+    names = list(tables)
+    ids = sorted(tables[names[0]])
+    models = []
+    for name in names:
+        rows = [tables[name][i] for i in ids]
+        entry: dict = {"name": name, "n_images": len(rows)}
+        for metric, prefix in METRICS.items():
+            summary = {s: nan_stats(r[f"{prefix}_{s}"] for r in rows) for s in STRUCTURES}
+            entry[metric] = {s: {"mean": st.mean, "std": st.std, "nan": st.nan}
+                             for s, st in summary.items()}
+        entry["anatomical_outliers"] = int(sum(r.get("anatomical_outlier", 0) == 1 for r in rows))
+        models.append(entry)
+    if pairs == "first":
+        pairings = [(names[0], n) for n in names[1:]]
+    elif pairs == "all":
+        pairings = list(itertools.combinations(names, 2))
+    else:
+        raise ValueError(f"pairs must be 'all' or 'first', got {pairs!r}")
+    tests = []
+    for a, b in pairings:
+        for metric, prefix in METRICS.items():
+            for s in STRUCTURES:
+                col = f"{prefix}_{s}"
+                result = wilcoxon_p([tables[a][i][col] for i in ids],
+                                    [tables[b][i][col] for i in ids])
+                tests.append({"a": a, "b": b, "metric": metric, "structure": s, **result})
+    return {"n_images": len(ids), "models": models, "tests": tests}
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
+
+
+def comparison_markdown(report: dict) -> str:
+    """Markdown: a table of mean ± std per model, then a table of Wilcoxon p-values."""
+    heads = [f"{m} {s}" for m in ("Dice", "HD") for s in STRUCTURES]
+    unit = report.get("hausdorff_unit", "?")
+    lines = [f"Compared on {report['n_images']} images (paired by image id); Hausdorff (HD) "
+             f"in {unit}.", "",
+             "| Model | " + " | ".join(heads) + " | Outliers |",
+             "|---" * (len(heads) + 2) + "|"]
+    for m in report["models"]:
+        cells = []
+        for metric, digits in (("dice", 3), ("hausdorff", 2)):
+            for s in STRUCTURES:
+                st = m[metric][s]
+                cells.append("n/a" if math.isnan(st["mean"])
+                             else f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}")
+        lines.append(f"| {m['name']} | " + " | ".join(cells) + f" | {m['anatomical_outliers']} |")
+    lines += ["", "Wilcoxon signed-rank tests, two-sided p-values:", "",
+              "| A vs B | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for t in report["tests"]:
+        by_pair.setdefault((t["a"], t["b"]), []).append(_fmt_p(t["p"]))
+    for (a, b), cells in by_pair.items():
+        lines.append(f"| {a} vs {b} | " + " | ".join(cells) + " |")
+    dropped = [t for t in report["tests"] if t["nan_pairs"]]
+    if dropped:
+        lines.append("")
+        lines += [f"- {t['a']} vs {t['b']} {t['metric']} {t['structure']}: {t['nan_pairs']} "
+                  "image(s) with an undefined value left out" for t in dropped]
+    return "\n".join(lines) + "\n"

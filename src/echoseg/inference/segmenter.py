@@ -1,0 +1,58 @@
+"""A trained model wrapped for use: native-size images in, native-size label maps out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from echoseg.config import Config
+from echoseg.data.preprocess import image_to_grid, label_to_native
+from echoseg.postprocess import parse_postprocess
+
+
+class Segmenter:
+    """Segments 2D echo images with a model trained on a ``size`` x ``size`` grid.
+
+    ``predict(image)`` takes a 2D array of any size (uint8 or float) and returns a uint8 label
+    map (0 background, 1 LV, 2 MYO, 3 LA) of the same size, post-processed with
+    ``postprocess`` (default: the one in the model's config, e.g. ``cca``).
+    """
+
+    def __init__(self, model: torch.nn.Module, config: Config, name: str = "model",
+                 device: str | torch.device = "cpu", postprocess: str | None = None) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.name = name
+        self.size = config.data.size
+        self.postprocess_spec = postprocess or config.postprocess
+        self._postprocess = parse_postprocess(self.postprocess_spec)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Label map (H, W) uint8 for one 2D image (H, W)."""
+        return self.predict_batch([image])[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+        """Label maps at each image's own size, for a list of 2D images of any sizes."""
+        results: list[np.ndarray] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            grid = np.stack([image_to_grid(np.asarray(im), self.size) for im in chunk])
+            labels = self.predict_grid(grid)
+            for im, lbl in zip(chunk, labels, strict=True):
+                lbl = self._postprocess(lbl)
+                results.append(label_to_native(lbl, np.asarray(im).shape[:2]))
+        return results
+
+    @torch.no_grad()
+    def predict_grid(self, grid: np.ndarray) -> np.ndarray:
+        """Raw argmax label maps (N, S, S) uint8 for images already on the grid, float [0, 1]."""
+        return self.logits(grid).argmax(1).to(torch.uint8).cpu().numpy()
+
+    @torch.no_grad()
+    def logits(self, grid: np.ndarray) -> torch.Tensor:
+        """Final logits (N, 4, S, S) float32 for grid images (N, S, S) in [0, 1]."""
+        x = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)).unsqueeze(1)
+        return self.model(x.to(self.device)).float()

@@ -1,0 +1,77 @@
+"""The U-Net's building blocks: a two-convolution block (plain or residual) and an up-step."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from echoseg.models.layers import make_act, make_norm
+
+
+class ConvNormAct(nn.Sequential):
+    """3x3 convolution -> norm -> activation. The conv has a bias only when there is no norm
+    (a bias right before a normalization is cancelled by it)."""
+
+    def __init__(self, cin: int, cout: int, norm: str, act: str, slope: float, stride: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=norm == "none"),
+            make_norm(norm, cout),
+            make_act(act, slope),
+        )
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 conv -> norm -> act layers; ``stride=2`` makes the first conv strided (nnU-Net's
+    downsampling). With ``residual`` the second activation comes after adding the input, through
+    a 1x1 projection (conv + norm) when the channel count or the resolution changes.
+
+    Takes (N, cin, H, W); returns (N, cout, H/stride, W/stride).
+    """
+
+    def __init__(
+        self, cin: int, cout: int, norm: str, act: str, slope: float,
+        stride: int = 1, residual: bool = False,
+    ):
+        super().__init__()
+        self.conv1 = ConvNormAct(cin, cout, norm, act, slope, stride)
+        self.residual = residual
+        if not residual:
+            self.conv2 = ConvNormAct(cin=cout, cout=cout, norm=norm, act=act, slope=slope)
+            return
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(cout, cout, 3, padding=1, bias=norm == "none"), make_norm(norm, cout)
+        )
+        self.act = make_act(act, slope)
+        if cin != cout or stride != 1:
+            self.project = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=norm == "none"), make_norm(norm, cout)
+            )
+        else:
+            self.project = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        return self.act(y + self.project(x)) if self.residual else y
+
+
+class Up(nn.Module):
+    """Doubles the resolution of the deeper features and concatenates the skip features.
+
+    ``nearest``: nearest-neighbour upsampling, no parameters (CAMUS U-Net 1: the following conv
+    block does the learning); ``transposed``: a 2x2 stride-2 transposed conv to ``cout`` channels.
+    ``out_channels`` is the width of the concatenation the next block receives.
+    """
+
+    def __init__(self, mode: str, cin: int, cout: int, skip: int):
+        super().__init__()
+        self.mode = mode
+        if mode == "transposed":
+            self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
+            self.out_channels = cout + skip
+        else:
+            self.out_channels = cin + skip
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x) if self.mode == "transposed" else F.interpolate(x, scale_factor=2.0)
+        return torch.cat([x, skip], dim=1)

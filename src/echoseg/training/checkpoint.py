@@ -1,0 +1,31 @@
+"""Checkpoints: atomic saves and ``weights_only=True`` loads with a clear error on bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from echoseg.errors import EchosegError
+from echoseg.training.atomic import atomic_write
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors, numbers, strings, lists, dicts only) to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; raises EchosegError naming a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EchosegError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EchosegError(f"{path}: not a readable checkpoint ({reason[:120]})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise EchosegError(f"{path}: not an echoseg checkpoint (no 'model' entry)")
+    return state

@@ -1,0 +1,45 @@
+"""The arrays a training run needs: its dataset split, preprocessed to the model grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from echoseg.config import Config
+from echoseg.data.cache import load_arrays
+from echoseg.data.dataset import open_dataset
+from echoseg.data.splits import resolve_splits, save_splits
+from echoseg.errors import ConfigError, DataError
+
+
+@dataclass
+class TrainingArrays:
+    """uint8 arrays (N, S, S) of the training and validation images and label maps."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+
+
+def load_training_arrays(config: Config, run_dir: Path | None = None) -> TrainingArrays:
+    """Open ``config.data.root``, resolve its splits (saved to RUN/splits.json) and load arrays."""
+    if not config.data.root:
+        raise ConfigError("data.root is not set: pass --data DATA or set data.root in the config")
+    dataset = open_dataset(config.data.root)
+    splits = resolve_splits(dataset, split_file=config.data.split_file,
+                            seed=config.data.split_seed)
+    for key in ("train_split", "val_split"):
+        name = getattr(config.data, key)
+        if name not in splits:
+            raise DataError(f"{dataset.root}: no split named '{name}' (data.{key}); "
+                            f"available: {', '.join(sorted(splits))}")
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        save_splits(splits, Path(run_dir) / "splits.json")
+    cache = config.data.cache_dir
+    train = load_arrays(dataset.select(splits[config.data.train_split]), config.data.size, cache)
+    val = load_arrays(dataset.select(splits[config.data.val_split]), config.data.size, cache)
+    return TrainingArrays(train[0], train[1], val[0], val[1])

@@ -1,0 +1,190 @@
+"""The training loop: one function that turns a Config into a run folder (see DESIGN.md).
+
+RUN/config.yaml, provenance.json, splits.json, history.csv, last.pt (every epoch), best.pt
+(when the validation Dice improves). ``resume=True`` continues a killed run exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from echoseg.config import Config, dump_config, to_dict
+from echoseg.errors import EchosegError
+from echoseg.labels import STRUCTURES
+from echoseg.losses import build_loss
+from echoseg.models import build_model
+from echoseg.training import provenance
+from echoseg.training.atomic import atomic_write_text
+from echoseg.training.batches import BatchSource
+from echoseg.training.checkpoint import load_checkpoint, save_checkpoint
+from echoseg.training.data import load_training_arrays
+from echoseg.training.heap import keep_freed_memory
+from echoseg.training.optim import EarlyStopping, build_optimizer, build_scheduler, step_scheduler
+from echoseg.training.progress import TrainingProgress
+
+HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss",
+                   *[f"val_dice_{n}" for n in STRUCTURES], "val_dice_mean", "lr"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; ``cpu``/``cuda[:i]`` are taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise EchosegError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 when asked or (``auto``) when the hardware runs it fast; None means fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: str = "auto",
+          quiet: bool = False) -> dict:
+    """Train ``config`` into ``out_dir``; returns the last history row plus ``best_epoch``.
+
+    Raises EchosegError for bad data, an existing run without ``resume``, or a NaN loss (the
+    last good checkpoint is kept).
+    """
+    out = Path(out_dir)
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+    if (out / "last.pt").exists() and not resume:
+        raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
+    if resume and not (out / "last.pt").exists():
+        raise EchosegError(f"{out}: nothing to resume (no last.pt)")
+
+    torch.manual_seed(config.seed)
+    arrays = load_training_arrays(config, out)
+    model = build_model(config.model).to(dev)
+    cl = config.train.channels_last
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config.loss)
+    optimizer = build_optimizer(model.parameters(), config.train)
+    scheduler = build_scheduler(optimizer, config.train)
+    stopper = EarlyStopping(config.train.early_stopping_patience)
+    amp = autocast_dtype(config.train.precision, dev)
+    history: list[dict] = []
+    prov = provenance.collect(str(dev), config.seed)
+    start_epoch = 1
+
+    if resume:
+        state = load_checkpoint(out / "last.pt", map_location=dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        stopper = EarlyStopping(**state["early_stopping"])
+        history = state["history"]
+        prov = state["provenance"]
+        start_epoch = state["epoch"] + 1
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_config(config))
+        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
+
+    on_device = dev.type == "cuda" and config.augment.device in ("auto", "gpu") and \
+        config.augment.preset in ("affine", "none")
+    batches = BatchSource(arrays.train_images, arrays.train_labels, config.train.batch_size,
+                          config.augment.preset, dev, config.seed, on_device=on_device,
+                          max_batches=config.train.max_batches_per_epoch)
+    with TrainingProgress(config.train.epochs, len(batches), start_epoch, quiet) as progress:
+        for epoch in range(start_epoch, config.train.epochs + 1):
+            if stopper.should_stop:
+                break
+            t0 = time.perf_counter()
+            train_loss = _train_epoch(model, batches, epoch, loss_fn, optimizer, amp, cl,
+                                      progress, out)
+            metrics = _validate(model, arrays, loss_fn, dev, amp, cl)
+            lr = optimizer.param_groups[0]["lr"]
+            step_scheduler(scheduler, metrics["val_dice_mean"])
+            row = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),
+                   "train_loss": train_loss, **metrics, "lr": lr}
+            history.append(row)
+            improved = stopper.update(metrics["val_dice_mean"], epoch)
+            state = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "early_stopping": vars(stopper).copy(), "epoch": epoch, "history": history,
+                "config": to_dict(config), "provenance": prov,
+            }
+            save_checkpoint(out / "last.pt", state)
+            if improved:
+                save_checkpoint(out / "best.pt", state)
+            _write_history(out / "history.csv", history)
+            progress.end_epoch(epoch, train_loss, metrics)
+
+    prov["end_time"] = provenance.now()
+    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
+    return {**(history[-1] if history else {}), "best_epoch": stopper.best_epoch,
+            "best_val_dice_mean": stopper.best}
+
+
+def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
+               amp: torch.dtype | None, channels_last: bool) -> float:
+    """One optimisation step on a batch; returns the loss (fp32; losses never run in bf16)."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        outputs = model(x)
+    outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
+    loss = loss_fn(outputs, y)
+    value = loss.item()
+    if math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return value
+
+
+def _train_epoch(model, batches: BatchSource, epoch: int, loss_fn, optimizer, amp, cl: bool,
+                 progress: TrainingProgress, out: Path) -> float:
+    model.train()
+    total, count = 0.0, 0
+    for b, (x, y) in enumerate(batches.epoch(epoch), start=1):
+        loss = train_step(model, x, y, loss_fn, optimizer, amp, cl)
+        if not math.isfinite(loss):
+            raise EchosegError(
+                f"epoch {epoch}, batch {b}: the loss is {loss}; training stopped, "
+                f"the last good checkpoint is {out / 'last.pt'} (try a lower train.lr)")
+        total += loss * len(x)
+        count += len(x)
+        progress.advance(loss)
+    return total / max(count, 1)
+
+
+def _validate(model, arrays, loss_fn, dev, amp, cl) -> dict[str, float]:
+    from echoseg.training.validate import validate
+
+    if len(arrays.val_images) == 0:
+        return {"val_loss": float("nan"), **{f"val_dice_{n}": float("nan") for n in STRUCTURES},
+                "val_dice_mean": float("nan")}
+    return validate(model, arrays.val_images, arrays.val_labels, loss_fn, dev, amp, cl)
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    atomic_write_text(path, buf.getvalue())
+

@@ -1,0 +1,68 @@
+"""Optimizers, learning-rate schedulers and early stopping chosen by name from the config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from echoseg.config import TrainConfig
+from echoseg.errors import ConfigError
+
+
+def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam (the paper's), AdamW or SGD (momentum 0.99, nesterov, as nnU-Net) at ``cfg.lr``."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True,
+                               weight_decay=cfg.weight_decay)
+    raise ConfigError(f"train.optimizer: unknown '{cfg.optimizer}'; valid: adam, adamw, sgd")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
+    """None, ReduceLROnPlateau on validation Dice (Table III), or cosine decay over the epochs."""
+    if cfg.scheduler == "none":
+        return None
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+            min_lr=cfg.min_lr)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, cfg.epochs), eta_min=cfg.min_lr)
+    raise ConfigError(f"train.scheduler: unknown '{cfg.scheduler}'; valid: none, plateau, cosine")
+
+
+def step_scheduler(scheduler, val_dice: float) -> None:
+    """Advance the scheduler once per epoch (plateau watches the validation Dice)."""
+    if scheduler is None:
+        return
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(val_dice)
+    else:
+        scheduler.step()
+
+
+@dataclass
+class EarlyStopping:
+    """Tracks the best validation score; ``should_stop`` after ``patience`` epochs without gain."""
+
+    patience: int
+    best: float = float("-inf")
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, score: float, epoch: int) -> bool:
+        """Record an epoch's score; returns True when it is a new best."""
+        if score > self.best:
+            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience

@@ -1,0 +1,64 @@
+"""Where a run came from: git commit, package versions, machine, seed, start and end time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+PACKAGES = ("echoseg", "torch", "numpy", "scipy", "albumentations", "SimpleITK", "onnxruntime")
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The current git commit of the echoseg source tree (with ``-dirty`` if modified), or None."""
+    repo = repo or Path(__file__).resolve().parents[3]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=40"],
+            capture_output=True, text=True, timeout=5, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that decide a run's numbers."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_description(device: str) -> str:
+    """A human description of the device: the GPU name, or the CPU model and thread count."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def now() -> str:
+    """The current UTC time as an ISO 8601 string (seconds)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def collect(device: str, seed: int) -> dict:
+    """The provenance record written to provenance.json and into every checkpoint."""
+    return {
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": device_description(device),
+        "seed": seed,
+        "start_time": now(),
+        "end_time": None,
+    }

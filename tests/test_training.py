@@ -1,0 +1,136 @@
+"""Training on the real samples: smoke run, run folder contents, exact resume, errors."""
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+
+from echoseg.cli import main
+from echoseg.config import load_config
+from echoseg.errors import EchosegError
+from echoseg.training import loop, train
+from echoseg.training.checkpoint import load_checkpoint
+
+TINY = ["model.encoder=[8, 8, 16]", "model.decoder=[8, 8]", "data.size=64",
+        "train.batch_size=4", "train.lr=0.01"]
+
+
+@pytest.fixture
+def tiny_config(samples_root, tmp_path):
+    def make(*extra):
+        return load_config("lightweight", [*TINY, f"data.root={samples_root}",
+                                           f"data.cache_dir={tmp_path / 'cache'}", *extra])
+    return make
+
+
+def read_history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_training_writes_run_folder_and_loss_goes_down(tiny_config, tmp_path):
+    run = tmp_path / "run"
+    result = train(tiny_config("train.epochs=4"), run, quiet=True)
+    for name in ("config.yaml", "provenance.json", "splits.json", "history.csv", "last.pt",
+                 "best.pt"):
+        assert (run / name).is_file(), name
+    rows = read_history(run / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert set(rows[0]) == set(loop.HISTORY_COLUMNS)
+    assert 0.0 <= float(rows[-1]["val_dice_LV"]) <= 1.0
+    assert json.loads((run / "splits.json").read_text())["val"] == [
+        "patient0200", "patient0206", "patient0230", "patient0232"]
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["encoder"] == [8, 8, 16] and saved["train"]["epochs"] == 4
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["seed"] == 0 and prov["packages"]["torch"] and prov["end_time"]
+    state = load_checkpoint(run / "last.pt")
+    assert state["epoch"] == 4 and state["config"]["data"]["size"] == 64
+    assert state["provenance"]["git_commit"] == prov["git_commit"]
+    assert result["best_epoch"] == load_checkpoint(run / "best.pt")["epoch"]
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config("train.epochs=3", "train.scheduler=cosine")
+    full = tmp_path / "full"
+    train(config, full, quiet=True)
+
+    killed = tmp_path / "killed"
+    original = loop.TrainingProgress.end_epoch
+
+    def die_after_first(self, epoch, *args):
+        original(self, epoch, *args)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", die_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, killed, quiet=True)
+    assert load_checkpoint(killed / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", original)
+    train(config, killed, resume=True, quiet=True)
+
+    a, b = read_history(full / "history.csv"), read_history(killed / "history.csv")
+    drop = {"seconds"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in a] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in b]
+    wa = load_checkpoint(full / "last.pt")["model"]
+    wb = load_checkpoint(killed / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_same_seed_same_history(tiny_config, tmp_path):
+    config = tiny_config("train.epochs=2")
+    train(config, tmp_path / "a", quiet=True)
+    train(config, tmp_path / "b", quiet=True)
+    strip = [{k: v for k, v in r.items() if k != "seconds"}
+             for r in read_history(tmp_path / "a" / "history.csv")]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"}
+                     for r in read_history(tmp_path / "b" / "history.csv")]
+
+
+def test_existing_run_needs_resume_and_resume_needs_run(tiny_config, tmp_path):
+    config = tiny_config("train.epochs=1")
+    train(config, tmp_path / "run", quiet=True)
+    with pytest.raises(EchosegError, match="a run is already there; pass --resume"):
+        train(config, tmp_path / "run", quiet=True)
+    with pytest.raises(EchosegError, match="nothing to resume"):
+        train(config, tmp_path / "empty", resume=True, quiet=True)
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config("train.epochs=2")
+    run = tmp_path / "run"
+    real_step = loop.train_step
+    calls = {"n": 0}
+
+    def step(*args):
+        calls["n"] += 1
+        return float("nan") if calls["n"] > 4 else real_step(*args)  # 4 batches = epoch 1
+
+    monkeypatch.setattr(loop, "train_step", step)
+    with pytest.raises(EchosegError, match=r"epoch 2, batch 1: the loss is nan; training stopped"):
+        train(config, run, quiet=True)
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+
+
+def test_cli_train_and_resume(samples_root, tmp_path):
+    run = tmp_path / "cli_run"
+    args = ["train", "lightweight", "--data", str(samples_root), "--out", str(run), "--quiet",
+            *sum((["--set", s] for s in [*TINY, "train.epochs=1",
+                                          f"data.cache_dir={tmp_path / 'c'}"]), [])]
+    assert main(args) == 0
+    assert main(args) == 2  # exists, no --resume
+    assert main([*args, "--resume", "--set", "train.epochs=2"]) == 0
+    assert len(read_history(run / "history.csv")) == 2
+
+
+def test_cli_bad_config_key_is_one_line(capsys, samples_root, tmp_path):
+    code = main(["train", "lightweight", "--data", str(samples_root), "--out", str(tmp_path / "r"),
+                 "--set", "train.epoch=3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("echoseg: error: ") and "unknown key 'train.epoch'" in err
