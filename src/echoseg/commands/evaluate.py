@@ -101,8 +101,24 @@ def run(args: argparse.Namespace) -> int:
         write_evaluation(args.out, evaluation.rows, evaluation.summary, markdown)
         if evaluation.worst:
             write_worst_cases(evaluation.worst, Path(args.out) / "worst")
+            if args.model:
+                _write_decoder_figures(model, evaluation.worst, Path(args.out) / "worst")
     if args.json:
         print(json.dumps(json.loads(summary_json(evaluation.summary))))
     else:
         print(markdown, end="")
     return 0
+
+
+def _write_decoder_figures(model, cases, out_dir: Path) -> None:
+    """For a deep-supervision model, each worst case's decoder outputs (the paper's Fig. 2)."""
+    from echoseg.evaluation.figures import deep_supervision_figure
+
+    for rank, case in enumerate(cases, start=1):
+        logits = model.decoder_outputs(case.image)
+        if len(logits) < 2:
+            return
+        titles = ["final"] + [f"auxiliary {i}" for i in range(1, len(logits))]
+        deep_supervision_figure(logits, out_dir / f"{rank:02d}_{case.row['id']}_decoder.png",
+                                image=case.image, titles=titles)
+

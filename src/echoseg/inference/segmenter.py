@@ -56,3 +56,15 @@ class Segmenter:
         """Final logits (N, 4, S, S) float32 for grid images (N, S, S) in [0, 1]."""
         x = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)).unsqueeze(1)
         return self.model(x.to(self.device)).float()
+
+    @torch.no_grad()
+    def decoder_outputs(self, image: np.ndarray) -> list[np.ndarray]:
+        """Logits (4, S, S) of every output head for one image, final head first.
+
+        For a deep-supervision model these are the upscaled intermediate decoder segmentations
+        (the paper's Fig. 2); otherwise a one-element list.
+        """
+        x = torch.from_numpy(image_to_grid(np.asarray(image), self.size)[None, None])
+        outputs = self.model.forward_all(x.to(self.device))
+        return [o[0].float().cpu().numpy() for o in outputs]
+

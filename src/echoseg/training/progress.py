@@ -19,7 +19,7 @@ class TrainingProgress:
     def __init__(self, epochs: int, batches_per_epoch: int, start_epoch: int, quiet: bool):
         self.quiet = quiet
         self.batches = batches_per_epoch
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, log_path=False)
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
