@@ -29,10 +29,11 @@ def test_batches_shapes_labels_and_reproducibility(arrays, on_device):
     for x, y in first:
         assert x.shape == (4, 1, 32, 32) and x.dtype == torch.float32
         assert y.shape == (4, 32, 32) and y.dtype == torch.int64
-        assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
         assert set(torch.unique(y).tolist()) <= {0, 1, 3}
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
-    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+    pairs = zip(first, again, strict=True)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
 
 
 def test_no_augmentation_on_device_returns_the_stored_pixels(arrays):
