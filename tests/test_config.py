@@ -90,3 +90,14 @@ def test_dump_round_trip(tmp_path):
     cfg = load_config("lightweight", ["train.epochs=3", "seed=5"])
     again = load_config(write(tmp_path / "c.yaml", dump_config(cfg)))
     assert again == cfg
+
+
+@pytest.mark.parametrize("recipe, preset, scheduler", [
+    ("unet0", "unet0", "plateau"), ("unet1", "unet1", "none"), ("unet2", "unet2", "plateau"),
+    ("unet3", "unet3", "plateau"), ("nnunet2d", "nnunet2d", "none"),
+    ("lightweight", "lightweight", "none"), ("lightweight_camus224", "lightweight", "cosine"),
+])
+def test_packaged_recipes_use_their_preset(recipe, preset, scheduler):
+    cfg = load_config(recipe)
+    assert cfg.model == load_config(f"models/{preset}").model
+    assert cfg.train.scheduler == scheduler  # Table III: plateau for U-Net 0/2/3
