@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echoseg.data.atomic import atomic_write
+from echoseg.atomic import atomic_write
 from echoseg.data.pairs import read_pair
 from echoseg.data.preprocess import image_to_grid, label_to_grid
 from echoseg.data.sample import Sample

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from echoseg.data.atomic import atomic_write
+from echoseg.atomic import atomic_write
 from echoseg.errors import DataError
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from echoseg.data.atomic import atomic_write  # noqa: E402
+from echoseg.atomic import atomic_write  # noqa: E402
 from echoseg.evaluation.grid import resize_labels  # noqa: E402
 from echoseg.labels import LA, LV, MYO, STRUCTURES  # noqa: E402
 

@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from echoseg.data.atomic import atomic_write
+from echoseg.atomic import atomic_write
 from echoseg.errors import DataError
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from echoseg.atomic import atomic_write
 from echoseg.errors import EchosegError
-from echoseg.training.atomic import atomic_write
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

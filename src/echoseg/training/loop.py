@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
+from echoseg.atomic import atomic_write_text
 from echoseg.config import Config, dump_config, to_dict
 from echoseg.errors import EchosegError
 from echoseg.labels import STRUCTURES
 from echoseg.losses import build_loss
 from echoseg.models import build_model
 from echoseg.training import provenance
-from echoseg.training.atomic import atomic_write_text
 from echoseg.training.batches import BatchSource
 from echoseg.training.checkpoint import load_checkpoint, save_checkpoint
 from echoseg.training.data import load_training_arrays

@@ -27,3 +27,8 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -1,0 +1,115 @@
+"""`echoseg predict`: segment image files, sequences and folders of them.
+
+Writes, under --out, ``<name>_seg.<ext>`` (label map at native size, same format family),
+``<name>_overlay.png`` (plus ``<name>_overlay/frame_NNN.png`` for sequences) and one
+``predictions.csv`` (a row per image or frame). Exit code 0 when every input was segmented,
+1 when some failed (one line each on stderr), 2 when none could be or the arguments are bad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "Segment images, volumes and sequences."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `echoseg predict`."""
+    parser.add_argument("model", help="bundled name (e.g. lightweight), run folder or checkpoint")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="PNG/JPEG/TIFF images, NIfTI or MetaImage images or 2D+t "
+                        "sequences, or folders of them (searched recursively; *_gt.* skipped)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--postprocess", metavar="SPEC",
+                        help="post-processing, e.g. 'cca+close:5' or 'none' (default: the "
+                        "model's own)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
+                        help="frames per model call (default 8)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar, notes or summary; errors are still printed")
+
+
+class _Reporter:
+    """stderr lines (one per problem) and a rich progress bar that they print above."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = Console(stderr=True, highlight=False)
+        self.shown = not quiet and total > 1 and self.console.is_terminal
+        self.progress = Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=self.console, disable=not self.shown, transient=True)
+        self.task = self.progress.add_task("predict", total=total)
+
+    def line(self, text: str) -> None:
+        if self.shown:  # printed above the live bar
+            self.console.print(text, markup=False, soft_wrap=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def advance(self, _path: Path) -> None:
+        self.progress.advance(self.task)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the arguments, find the inputs, segment them; returns the exit code."""
+    from echoseg.errors import ConfigError, DataError
+    from echoseg.inference.files import find_inputs
+    from echoseg.postprocess import parse_postprocess
+
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size must be >= 1")
+    parse_postprocess(args.postprocess)  # a bad spec fails before any work
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    found = find_inputs(args.inputs, exclude=out_dir)
+    for problem in found.problems:
+        print(f"echoseg: error: {problem}", file=sys.stderr)
+    if found.skipped_labels and not args.quiet:
+        n = len(found.skipped_labels)
+        print(f"echoseg: note: skipped {n} label map{'s' * (n > 1)} by name (*_gt.*, *_seg.*)",
+              file=sys.stderr)
+    if not found.files:
+        skipped = len(found.skipped_labels)
+        raise DataError("nothing to segment among the inputs"
+                        + (f" ({skipped} label maps skipped by name)" if skipped else ""))
+
+    from echoseg.inference import load_model
+    from echoseg.inference.pipeline import FilePredictor
+    from echoseg.training.loop import resolve_device
+
+    device = resolve_device(args.device)
+    segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess)
+    reporter = _Reporter(len(found.files), args.quiet)
+    predictor = FilePredictor(segmenter, out_dir, args.batch_size,
+                              on_error=lambda line: reporter.line(f"echoseg: error: {line}"),
+                              on_file=reporter.advance)
+    try:
+        with reporter.progress:
+            predictor.run(found.files)
+    finally:
+        csv_path = predictor.write_csv()  # also after an interrupt: rows for what was written
+    failed = len(found.problems) + len(predictor.failures)
+    if csv_path is None:
+        print(f"echoseg: error: nothing could be segmented ({failed} input"
+              f"{'s' * (failed != 1)} failed)", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        n_files = len(found.files) - len(predictor.failures)
+        print(f"Segmented {len(predictor.rows)} frame{'s' * (len(predictor.rows) != 1)} from "
+              f"{n_files} file{'s' * (n_files != 1)} with {segmenter.name} ({device}) into "
+              f"{out_dir}/ (table: {csv_path.name})" + (f"; {failed} failed" if failed else ""))
+    return 1 if failed else 0

@@ -1,0 +1,108 @@
+"""Files ``echoseg predict`` writes for one input, each atomically, and its CSV rows.
+
+For an input with key K (see ``echoseg.inference.files``):
+
+- ``K_seg.<ext>``: the label map (uint8, 0 bg, 1 LV, 2 MYO, 3 LA) at the input's native size,
+  (H, W) for an image or (T, H, W) for a sequence, in the input's format family (PNG for
+  PNG/JPEG/TIFF/BMP; NIfTI and MetaImage keep the spacing).
+- ``K_overlay.png``: the image with LV red, MYO green, LA blue; for a sequence, its first frame
+  (end-diastole in CAMUS half sequences), and every frame in ``K_overlay/frame_NNN.png``.
+  Overlays are stretched to square pixels when the spacing is known and anisotropic.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from echoseg.atomic import atomic_write
+from echoseg.data.readers import Spacing, write_label_map
+from echoseg.evaluation.figures import overlay
+from echoseg.inference.files import OVERLAY_SUFFIX, SEG_SUFFIX
+from echoseg.labels import STRUCTURES
+from echoseg.metrics import is_anatomical_outlier
+
+CSV_COLUMNS = ("input", "frame", "output",
+               *(f"area_{s}_px" for s in STRUCTURES), *(f"area_{s}_mm2" for s in STRUCTURES),
+               "anatomically_plausible", "seconds")
+
+
+def write_label_map_atomic(path: Path, labels: np.ndarray, spacing: Spacing) -> Path:
+    """Write a label map so that readers never see a partial file.
+
+    The file (and, for ``.mhd``, its ``.raw`` data file) is written under its final name in a
+    temporary folder beside ``path``, then moved into place, data files before the named file.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write_label_map(tmp / path.name, labels, spacing)
+        written = sorted(tmp.iterdir(), key=lambda p: p.name == path.name)  # named file last
+        for file in written:
+            os.replace(file, path.parent / file.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def overlay_png(image: np.ndarray, labels: np.ndarray, spacing: Spacing) -> bytes:
+    """PNG bytes of the colour overlay of one 2D image and its label map, with square pixels
+    (the finer axis kept, the coarser one stretched) when ``spacing`` (mm, row/col) is known."""
+    rgb = (overlay(image, labels) * 255 + 0.5).astype(np.uint8)
+    if spacing is not None and spacing[0] > 0 and spacing[1] > 0 and spacing[0] != spacing[1]:
+        fine = min(spacing)
+        height = round(rgb.shape[0] * spacing[0] / fine)
+        width = round(rgb.shape[1] * spacing[1] / fine)
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_outputs(out_dir: Path, key: str, ext: str, frames: list[np.ndarray],
+                  labels: list[np.ndarray], spacing: Spacing, sequence: bool) -> Path:
+    """Write the label map and overlays of one input (see the module docstring); returns the
+    label map's path. ``frames`` and ``labels`` are lists of 2D arrays, one per frame."""
+    seg_path = out_dir / f"{key}{SEG_SUFFIX}{ext}"
+    volume = np.stack(labels) if sequence else labels[0]
+    write_label_map_atomic(seg_path, volume, spacing)
+    overlay_path = out_dir / f"{key}{OVERLAY_SUFFIX}.png"
+    png = overlay_png(frames[0], labels[0], spacing)
+    atomic_write(overlay_path, lambda f: f.write(png))
+    if sequence:
+        folder = out_dir / f"{key}{OVERLAY_SUFFIX}"
+        digits = max(3, len(str(len(frames) - 1)))
+        for t, (image, lbl) in enumerate(zip(frames, labels, strict=True)):
+            data = overlay_png(image, lbl, spacing)
+            atomic_write(folder / f"frame_{t:0{digits}d}.png", lambda f, d=data: f.write(d))
+    return seg_path
+
+
+def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarray,
+              spacing: Spacing, seconds: float) -> dict:
+    """One CSV row: areas per structure in pixels and in mm² (None when the spacing is
+    unknown), anatomical plausibility (no CAMUS criterion fails) and the seconds spent."""
+    counts = np.bincount(labels.ravel(), minlength=len(STRUCTURES) + 1)
+    row: dict = {"input": str(input_path), "frame": frame, "output": output}
+    pixel_mm2 = spacing[0] * spacing[1] if spacing is not None else None
+    for name, label in STRUCTURES.items():
+        row[f"area_{name}_px"] = int(counts[label])
+    for name, label in STRUCTURES.items():
+        mm2 = None if pixel_mm2 is None else round(float(counts[label]) * pixel_mm2, 6)
+        row[f"area_{name}_mm2"] = mm2
+    row["anatomically_plausible"] = not is_anatomical_outlier(labels)
+    row["seconds"] = round(seconds, 6)
+    return row
+
+
+def relative_output(path: Path, out_dir: Path) -> str:
+    """``path`` relative to ``out_dir`` in POSIX form (how the CSV names outputs)."""
+    return path.relative_to(out_dir).as_posix()
+
