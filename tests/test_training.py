@@ -126,6 +126,8 @@ def test_cli_train_and_resume(samples_root, tmp_path):
     assert main(args) == 2  # exists, no --resume
     assert main([*args, "--resume", "--set", "train.epochs=2"]) == 0
     assert len(read_history(run / "history.csv")) == 2
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
+    assert len(json.loads((run / "provenance.json").read_text())["resumed"]) == 1
 
 
 def test_cli_bad_config_key_is_one_line(capsys, samples_root, tmp_path):

@@ -94,12 +94,11 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
             scheduler.load_state_dict(state["scheduler"])
         stopper = EarlyStopping(**state["early_stopping"])
         history = state["history"]
-        prov = state["provenance"]
+        prov = {**state["provenance"],
+                "resumed": [*state["provenance"].get("resumed", []), provenance.now()]}
         start_epoch = state["epoch"] + 1
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", dump_config(config))
-        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
+    atomic_write_text(out / "config.yaml", dump_config(config))
+    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
 
     on_device = dev.type == "cuda" and config.augment.device in ("auto", "gpu") and \
         config.augment.preset in ("affine", "none")
