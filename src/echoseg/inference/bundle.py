@@ -21,8 +21,8 @@ def save_bundled(model: torch.nn.Module, config: Config, weights_dir: Path | str
 
     ``validation`` (e.g. ``{"dice": {"LV": 0.93, ...}, "split": "val"}``) is stored for
     ``echoseg demo`` to show beside its own measurements; ``extra`` entries (training
-    provenance, license) are stored at the top level of the JSON. Returns the ``.pt`` path; both files
-    are written atomically, the JSON first.
+    provenance, license) are stored at the top level of the JSON. Returns the ``.pt`` path;
+    both files are written atomically, the JSON first.
     """
     weights_dir = Path(weights_dir)
     meta: dict = {"config": to_dict(config)}
