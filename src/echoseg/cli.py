@@ -1,6 +1,6 @@
 """The `echoseg` command: a thin dispatcher over subcommand modules in echoseg.commands.
 
-Each module ``echoseg.commands.<name>`` defines ``HELP`` (one line), ``add_arguments(parser)``
+Each module ``echoseg.commands.<name>`` defines ``add_arguments(parser)``
 and ``run(args) -> int``. Modules are imported only when their command runs, so
 ``echoseg info`` does not pay for importing torch.
 """

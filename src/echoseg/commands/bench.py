@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "Measure training or inference speed."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg bench`."""

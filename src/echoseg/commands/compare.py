@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Compare evaluations: Wilcoxon tests, boxplots, report."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg compare`."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Segment the bundled CAMUS samples and write a small report."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg demo`."""

@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "Score a model or a folder of predictions on a dataset split."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg evaluate`."""

@@ -15,7 +15,6 @@ from echoseg.data.pairs import format_size
 from echoseg.data.splits import resolve_splits
 from echoseg.errors import DataError
 
-HELP = "Describe a dataset: layout, patients, images, labels, splits, problems."
 LAYOUTS = {"camus": "original CAMUS release: NIfTI/MetaImage files, Info cfg",
            "folder": "image/label pairs matched by name"}
 SEEDED = "seeded 80/10/10 split"

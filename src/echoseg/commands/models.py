@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "List the model presets with parameter counts and GFLOPs."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg models`."""

@@ -12,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-HELP = "Segment images, volumes and sequences."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg predict`."""

@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "Train a model from a YAML config."
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg train`."""
