@@ -19,6 +19,7 @@ class TrainingProgress:
     def __init__(self, epochs: int, batches_per_epoch: int, start_epoch: int, quiet: bool):
         self.quiet = quiet
         self.batches = batches_per_epoch
+        self.epochs = epochs
         self.console = Console(stderr=True, log_path=False)
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
@@ -43,7 +44,7 @@ class TrainingProgress:
     def end_epoch(self, epoch: int, train_loss: float, metrics: dict[str, float]) -> None:
         """Show the epoch's validation Dice (LV/MYO/LA) and print a line that stays."""
         dice = "/".join(f"{metrics[k]:.3f}" for k in ("val_dice_LV", "val_dice_MYO", "val_dice_LA"))
-        self.progress.update(self.task, epoch=epoch + 1, dice=dice)
+        self.progress.update(self.task, epoch=min(epoch + 1, self.epochs), dice=dice)
         if not self.quiet:
             self.console.log(f"epoch {epoch}: train loss {train_loss:.4f}, "
                              f"val loss {metrics['val_loss']:.4f}, val Dice LV/MYO/LA {dice}")
