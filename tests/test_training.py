@@ -136,3 +136,22 @@ def test_cli_bad_config_key_is_one_line(capsys, samples_root, tmp_path):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert err.startswith("echoseg: error: ") and "unknown key 'train.epoch'" in err
+
+
+def test_init_from_starts_from_given_weights(tiny_config, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_config("train.epochs=1"), first, quiet=True)
+    tuned = tmp_path / "tuned"
+    train(tiny_config("train.epochs=1", "train.lr=0.0", f"train.init_from={first}"), tuned,
+          quiet=True)
+    a, b = load_checkpoint(first / "best.pt")["model"], load_checkpoint(tuned / "last.pt")["model"]
+    convs = [k for k in a if k.endswith("weight") and a[k].ndim == 4]
+    assert all(torch.equal(a[k], b[k]) for k in convs)  # lr 0: the loaded weights stay
+
+
+def test_init_from_with_other_architecture_is_one_clear_error(tiny_config, tmp_path):
+    train(tiny_config("train.epochs=1"), tmp_path / "first", quiet=True)
+    config = tiny_config("train.epochs=1", "model.encoder=[4, 8, 16]",
+                         f"train.init_from={tmp_path / 'first'}")
+    with pytest.raises(EchosegError, match="its weights do not fit this model"):
+        train(config, tmp_path / "other", quiet=True)

@@ -76,6 +76,7 @@ class TrainConfig:
     channels_last: bool = True
     threads: int = 0  # torch intra-op threads on CPU; 0 = all cores
     max_batches_per_epoch: int = 0  # 0 = the whole training set (tests use a few)
+    init_from: str | None = None  # start from these weights: bundled name, run or checkpoint
 
 
 @dataclass

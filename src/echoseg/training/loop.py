@@ -73,7 +73,10 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
 
     torch.manual_seed(config.seed)
     arrays = load_training_arrays(config, out)
-    model = build_model(config.model).to(dev)
+    model = build_model(config.model)
+    if config.train.init_from and not resume:
+        _init_weights(model, config.train.init_from)
+    model = model.to(dev)
     cl = config.train.channels_last
     if cl:
         model = model.to(memory_format=torch.channels_last)
@@ -177,6 +180,18 @@ def _validate(model, arrays, loss_fn, dev, amp, cl) -> dict[str, float]:
         return {"val_loss": float("nan"), **{f"val_dice_{n}": float("nan") for n in STRUCTURES},
                 "val_dice_mean": float("nan")}
     return validate(model, arrays.val_images, arrays.val_labels, loss_fn, dev, amp, cl)
+
+
+def _init_weights(model: torch.nn.Module, source: str) -> None:
+    """Load the weights of ``source`` (bundled name, run folder or checkpoint) into ``model``."""
+    from echoseg.inference.loading import resolve_model_path
+
+    path = resolve_model_path(source)
+    try:
+        model.load_state_dict(load_checkpoint(path)["model"])
+    except RuntimeError as exc:
+        raise EchosegError(f"{path}: its weights do not fit this model "
+                           f"({str(exc).splitlines()[0][:160]})") from None
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
