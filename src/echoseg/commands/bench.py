@@ -9,7 +9,7 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg bench`."""
     parser.add_argument("models", nargs="*", default=[],
-                        help="configs/presets (with --train) or models (bundled name, run, .pt)")
+                        help="models (bundled name, run, .pt) or configs/presets (random weights)")
     parser.add_argument("--train", action="store_true", help="measure training images/s")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="config override, e.g. train.precision=fp32")
@@ -32,14 +32,13 @@ def run(args: argparse.Namespace) -> int:
             config = load_config(name, args.overrides)
             results[name] = training_throughput(config, device, steps=args.steps)
     else:
-        from echoseg.inference import load_model
-
         for name in args.models or ["lightweight"]:
-            seg = load_model(name, device=str(device))
-            amp = autocast_dtype(seg.config.train.precision, device)
+            model, config = _model_or_preset(name, args.overrides)
+            amp = autocast_dtype(config.train.precision, device)
+            size = config.data.size
             results[name] = {
-                "fp32": inference_latency(seg.model, seg.size, device, args.batch_size),
-                **({"bf16": inference_latency(seg.model, seg.size, device, args.batch_size,
+                "fp32": inference_latency(model, size, device, args.batch_size),
+                **({"bf16": inference_latency(model, size, device, args.batch_size,
                                               amp=amp)} if amp else {}),
             }
     if args.json:
@@ -55,3 +54,23 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name} [{prec}]: {m['ms_per_frame']:.2f} ms/frame ({m['fps']:.0f} fps, "
                       f"{m['size']}², batch {m['batch_size']}, {m['device']})")
     return 0
+
+
+def _model_or_preset(name: str, overrides: list[str]):
+    """A trained model (bundled name, run, checkpoint) or, failing that, a config/preset name
+    built with random weights (speed does not depend on the weights). Returns (model, config)."""
+    from echoseg.config import load_config
+    from echoseg.errors import EchosegError
+    from echoseg.inference import load_model
+    from echoseg.models import build_model
+
+    try:
+        seg = load_model(name)
+        return seg.model, seg.config
+    except EchosegError as model_error:
+        try:
+            config = load_config(name, overrides)
+        except EchosegError:
+            raise model_error from None
+        return build_model(config.model), config
+
