@@ -55,11 +55,9 @@ def _load_model(args: argparse.Namespace):
     except ImportError as exc:
         raise EchosegError(f"model inference is not available in this version ({exc}); "
                            "score prediction files with --pred DIR") from None
-    device = args.device
-    if device == "auto":
-        import torch
+    from echoseg.training.loop import resolve_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
     return load_model(args.model, device=device, postprocess=args.postprocess)
 
 
