@@ -29,6 +29,8 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     torch.manual_seed(0)
     if device.type == "cpu":
         keep_freed_memory()
+    else:
+        torch.backends.cudnn.benchmark = True
     cfg = config.train
     model = build_model(config.model).to(device).train()
     if cfg.channels_last:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from PIL import Image
 
 from echoseg.data.integrity import gzip_problem, metaimage_problem, nifti_problem
@@ -60,7 +59,7 @@ def read_header(path: Path | str) -> tuple[tuple[int, ...], Spacing]:
             return ((frames, height, width) if frames > 1 else (height, width)), None
         if problem := _cheap_problem(path, ext):
             raise DataError(f"{path}: cannot read image ({problem})")
-        reader = sitk.ImageFileReader()
+        reader = _sitk().ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
         return _shape_and_spacing(path, reader.GetSize(), reader.GetSpacing())
@@ -88,6 +87,7 @@ def write_image(path: Path | str, array: np.ndarray, spacing: Spacing = None) ->
                              f"{array.shape}")
         Image.fromarray(array).save(path)
         return
+    sitk = _sitk()
     image = sitk.GetImageFromArray(array)
     if spacing is not None:
         row, col = spacing
@@ -134,6 +134,7 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Spacing]:
     problem = gzip_problem(path) if ext == ".nii.gz" else _cheap_problem(path, ext)
     if problem:
         raise DataError(f"{path}: cannot read image ({problem})")
+    sitk = _sitk()
     image = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(image)
     channels = image.GetNumberOfComponentsPerPixel()
@@ -143,6 +144,13 @@ def _read_sitk(path: Path) -> tuple[np.ndarray, Spacing]:
         array = array[..., 0]  # gray + alpha
     shape, spacing = _shape_and_spacing(path, image.GetSize(), image.GetSpacing())
     return array.reshape(shape), spacing
+
+
+def _sitk():
+    """SimpleITK, imported on first use: PNG-only work (training on a PNG copy) never needs it."""
+    import SimpleITK
+
+    return SimpleITK
 
 
 def _cheap_problem(path: Path, ext: str) -> str | None:

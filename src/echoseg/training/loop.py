@@ -66,6 +66,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
         keep_freed_memory()
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
+    else:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest conv
     if (out / "last.pt").exists() and not resume:
         raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
     if resume and not (out / "last.pt").exists():

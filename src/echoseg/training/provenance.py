@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -12,7 +13,11 @@ PACKAGES = ("echoseg", "torch", "numpy", "scipy", "albumentations", "SimpleITK",
 
 
 def git_commit(repo: Path | None = None) -> str | None:
-    """The current git commit of the echoseg source tree (with ``-dirty`` if modified), or None."""
+    """The current git commit of the echoseg source tree (with ``-dirty`` if modified).
+
+    A copied tree without ``.git`` (e.g. shipped to a GPU machine) names its commit in the
+    environment variable ``ECHOSEG_GIT_COMMIT``; returns None when neither is available.
+    """
     repo = repo or Path(__file__).resolve().parents[3]
     try:
         out = subprocess.run(
@@ -20,8 +25,8 @@ def git_commit(repo: Path | None = None) -> str | None:
             capture_output=True, text=True, timeout=5, check=True,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
+        return os.environ.get("ECHOSEG_GIT_COMMIT") or None
+    return out.stdout.strip() or os.environ.get("ECHOSEG_GIT_COMMIT") or None
 
 
 def package_versions() -> dict[str, str | None]:
