@@ -6,6 +6,7 @@
 #   DATA=path/to/camus224 OUT=results BUDGET=520 bash benchmarks/gpu_train.sh
 #
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
+# STAGES picks the steps (default "bench train256 train224").
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
 set -u
 START=$(date +%s)
@@ -15,6 +16,8 @@ OUT=${OUT:-gpu_out}
 DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-100}
 RUNS=${RUNS:-/tmp/echoseg_runs}
+STAGES=${STAGES:-bench train256 train224}
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 mkdir -p "$OUT" "$RUNS"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 
@@ -30,6 +33,7 @@ ES="python3 -m echoseg"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
+if has bench; then
 stamp "bench"
 STEPS=${BENCH_STEPS:-40}
 {
@@ -40,6 +44,7 @@ STEPS=${BENCH_STEPS:-40}
     timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 1 --json
 } >"$OUT/bench.jsonl"
 cat "$OUT/bench.jsonl"
+fi
 
 train_run() {  # name, seconds, then echoseg train arguments
     local name=$1 limit=$(($2 > 10 ? $2 : 10))
@@ -50,9 +55,13 @@ train_run() {  # name, seconds, then echoseg train arguments
     echo "$name rc=$rc wall_s=$(($(date +%s) - t0))" | tee -a "$OUT/runs.txt"
 }
 
+if has train256; then
 stamp "paper schedule at 256², $EPOCHS epochs"
-train_run lw256 $(($(left) - 230)) configs/lightweight.yaml --set train.epochs="$EPOCHS"
+RESERVE=$(has train224 && echo 230 || echo 15)
+train_run lw256 $(($(left) - RESERVE)) configs/lightweight.yaml --set train.epochs="$EPOCHS"
+fi
 
+if has train224; then
 # epochs for the 224 runs: what fits in the time left, two runs sharing the GPU
 EP224=$(python3 - "$RUNS/lw256/history.csv" "$(left)" "$EPOCHS" <<'EOF'
 import csv, sys
@@ -70,6 +79,7 @@ for seed in 0 1; do
     pids+=($!)
 done
 wait "${pids[@]}"  # a bare wait would also wait for the tee of the log
+fi
 
 stamp "pack"
 python3 - "$RUNS" <<'EOF'

@@ -117,6 +117,33 @@ def test_nan_loss_stops_with_message_and_keeps_last_good(tiny_config, tmp_path, 
     assert load_checkpoint(run / "last.pt")["epoch"] == 1
 
 
+def test_deferred_loss_reads_give_the_same_history_and_name_the_bad_batch(
+        tiny_config, tmp_path, monkeypatch):
+    config = tiny_config("train.epochs=2")
+    train(config, tmp_path / "every", quiet=True)
+    monkeypatch.setattr(loop, "_read_interval", lambda device: 3)  # as on a GPU (4 batches)
+    train(config, tmp_path / "deferred", quiet=True)
+
+    def without_time(run):
+        return [{k: v for k, v in row.items() if k != "seconds"}
+                for row in read_history(run / "history.csv")]
+
+    assert without_time(tmp_path / "deferred") == without_time(tmp_path / "every")
+
+    real_step = loop.train_step
+    calls = {"n": 0}
+
+    def step(*args):
+        calls["n"] += 1
+        loss = real_step(*args)
+        return loss * float("inf") if calls["n"] == 6 else loss  # epoch 2, batch 2
+
+    monkeypatch.setattr(loop, "train_step", step)
+    with pytest.raises(EchosegError, match=r"epoch 2, batch 2: the loss is inf; training stopped"):
+        train(config, tmp_path / "bad", quiet=True)
+    assert load_checkpoint(tmp_path / "bad" / "last.pt")["epoch"] == 1
+
+
 def test_cli_train_and_resume(samples_root, tmp_path):
     run = tmp_path / "cli_run"
     args = ["train", "lightweight", "--data", str(samples_root), "--out", str(run), "--quiet",

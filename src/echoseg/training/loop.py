@@ -29,6 +29,7 @@ from echoseg.training.heap import keep_freed_memory
 from echoseg.training.optim import EarlyStopping, build_optimizer, build_scheduler, step_scheduler
 from echoseg.training.progress import TrainingProgress
 
+READ_EVERY = 10
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss",
                    *[f"val_dice_{n}" for n in STRUCTURES], "val_dice_mean", "lr"]
 
@@ -143,36 +144,52 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
 
 
 def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
-               amp: torch.dtype | None, channels_last: bool) -> float:
-    """One optimisation step on a batch; returns the loss (fp32; losses never run in bf16)."""
+               amp: torch.dtype | None, channels_last: bool) -> torch.Tensor:
+    """One optimisation step on a batch; returns the fp32 loss as a 0-dim tensor on the device.
+
+    The loss is not read back here, so a GPU step does not wait for the previous one: the
+    caller checks it (a non-finite loss has already corrupted the weights in memory, which is
+    why the loop then stops without saving them).
+    """
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         outputs = model(x)
     outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
-    loss = loss_fn(outputs, y)
-    value = loss.item()
-    if math.isfinite(value):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return value
+    loss = loss_fn(outputs, y)  # losses never run in bf16
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def _train_epoch(model, batches: BatchSource, epoch: int, loss_fn, optimizer, amp, cl: bool,
                  progress: TrainingProgress, out: Path) -> float:
     model.train()
-    total, count = 0.0, 0
+    read_every = _read_interval(batches.device)
+    total, count, pending = 0.0, 0, []
     for b, (x, y) in enumerate(batches.epoch(epoch), start=1):
-        loss = train_step(model, x, y, loss_fn, optimizer, amp, cl)
-        if not math.isfinite(loss):
-            raise EchosegError(
-                f"epoch {epoch}, batch {b}: the loss is {loss}; training stopped, "
-                f"the last good checkpoint is {out / 'last.pt'} (try a lower train.lr)")
-        total += loss * len(x)
-        count += len(x)
-        progress.advance(loss)
+        pending.append((b, len(x), train_step(model, x, y, loss_fn, optimizer, amp, cl)))
+        if b % read_every and b < len(batches):
+            continue
+        for batch, n, loss in pending:
+            value = float(loss)
+            if not math.isfinite(value):
+                raise EchosegError(
+                    f"epoch {epoch}, batch {batch}: the loss is {value}; training stopped, "
+                    f"the last good checkpoint is {out / 'last.pt'} (try a lower train.lr)")
+            total += value * n
+            count += n
+            progress.advance(value)
+        pending.clear()
     return total / max(count, 1)
+
+
+def _read_interval(device: torch.device) -> int:
+    """Steps between reads of the loss. A read waits for the GPU, so on CUDA the loss is read
+    every READ_EVERY steps (the GPU stays busy, a diverging run still stops within a few
+    batches); on the CPU every step, for a live progress bar."""
+    return 1 if device.type == "cpu" else READ_EVERY
 
 
 def _validate(model, arrays, loss_fn, dev, amp, cl) -> dict[str, float]:
