@@ -182,3 +182,12 @@ def test_init_from_with_other_architecture_is_one_clear_error(tiny_config, tmp_p
                          f"train.init_from={tmp_path / 'first'}")
     with pytest.raises(EchosegError, match="its weights do not fit this model"):
         train(config, tmp_path / "other", quiet=True)
+
+
+def test_git_commit_named_in_the_environment_wins(monkeypatch, tmp_path):
+    from echoseg.training.provenance import git_commit
+
+    assert git_commit(tmp_path) is None  # not a repository
+    monkeypatch.setenv("ECHOSEG_GIT_COMMIT", "328b75c")
+    assert git_commit(tmp_path) == "328b75c"
+    assert git_commit() == "328b75c"  # even inside the (possibly stale) checkout

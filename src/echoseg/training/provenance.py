@@ -13,11 +13,13 @@ PACKAGES = ("echoseg", "torch", "numpy", "scipy", "albumentations", "SimpleITK",
 
 
 def git_commit(repo: Path | None = None) -> str | None:
-    """The current git commit of the echoseg source tree (with ``-dirty`` if modified).
+    """The git commit of the echoseg source tree (with ``-dirty`` if modified), or None.
 
-    A copied tree without ``.git`` (e.g. shipped to a GPU machine) names its commit in the
-    environment variable ``ECHOSEG_GIT_COMMIT``; returns None when neither is available.
+    ``ECHOSEG_GIT_COMMIT``, when set, wins: a tree copied to another machine (a GPU lease) may
+    carry no ``.git`` or a stale one, so the caller names the commit it shipped.
     """
+    if os.environ.get("ECHOSEG_GIT_COMMIT"):
+        return os.environ["ECHOSEG_GIT_COMMIT"]
     repo = repo or Path(__file__).resolve().parents[3]
     try:
         out = subprocess.run(
@@ -25,8 +27,8 @@ def git_commit(repo: Path | None = None) -> str | None:
             capture_output=True, text=True, timeout=5, check=True,
         )
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("ECHOSEG_GIT_COMMIT") or None
-    return out.stdout.strip() or os.environ.get("ECHOSEG_GIT_COMMIT") or None
+        return None
+    return out.stdout.strip() or None
 
 
 def package_versions() -> dict[str, str | None]:
