@@ -66,7 +66,7 @@ def main() -> None:
                                                for r in samples.rows}},
     }
     training = {
-        "run": args.run.name, "epochs_run": len(history), "best_epoch": int(best["epoch"]),
+        "run": args.run.name, "epochs_run": len(history), "best_epoch": best["epoch"],
         "train_seconds": round(sum(float(r["seconds"]) for r in history)),
         "history": history, "provenance": provenance,
     }

@@ -191,3 +191,54 @@ def test_git_commit_named_in_the_environment_wins(monkeypatch, tmp_path):
     monkeypatch.setenv("ECHOSEG_GIT_COMMIT", "328b75c")
     assert git_commit(tmp_path) == "328b75c"
     assert git_commit() == "328b75c"  # even inside the (possibly stale) checkout
+
+
+def test_swa_averages_the_last_epochs_and_recomputes_batchnorm(tiny_config, tmp_path):
+    train(tiny_config("train.epochs=3", "train.swa_epochs=2"), tmp_path / "swa", quiet=True)
+    plain = tiny_config("train.epochs=3")
+    train(plain, tmp_path / "plain", quiet=True)
+    # the same seed gives the same trajectory; rebuild the weights after epochs 2 and 3
+    two = tmp_path / "two"
+    train(tiny_config("train.epochs=2"), two, quiet=True)
+    w2 = load_checkpoint(two / "last.pt")["model"]
+    w3 = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+    swa = load_checkpoint(tmp_path / "swa" / "swa.pt")
+    assert swa["epoch"] == "swa" and swa["swa_epochs"] == 2
+    conv = next(k for k in w3 if k.endswith("weight") and w3[k].dim() == 4)
+    assert torch.allclose(swa["model"][conv], (w2[conv] + w3[conv]) / 2, atol=1e-6)
+    bn_mean = next(k for k in w3 if k.endswith("running_mean"))
+    assert not torch.allclose(swa["model"][bn_mean], w3[bn_mean])  # recomputed, not copied
+
+    rows = read_history(tmp_path / "swa" / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "swa"]
+    assert 0 < float(rows[-1]["val_dice_mean"]) <= 1
+    best = load_checkpoint(tmp_path / "swa" / "best.pt")
+    best_row = max(rows, key=lambda r: float(r["val_dice_mean"]))
+    assert str(best["epoch"]) == best_row["epoch"]
+
+
+def test_swa_resumes_with_its_running_average(tiny_config, tmp_path, monkeypatch):
+    config = tiny_config("train.epochs=3", "train.swa_epochs=2")
+    train(config, tmp_path / "full", quiet=True)
+    original = loop.TrainingProgress.end_epoch
+
+    def die_after_second(self, epoch, *args):
+        original(self, epoch, *args)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", die_after_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "killed", quiet=True)
+    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", original)
+    train(config, tmp_path / "killed", resume=True, quiet=True)
+    a = load_checkpoint(tmp_path / "full" / "swa.pt")["model"]
+    b = load_checkpoint(tmp_path / "killed" / "swa.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_swa_longer_than_the_run_is_a_config_error(tiny_config, tmp_path):
+    with pytest.raises(EchosegError, match=r"train.swa_epochs=5 must be between 0 \(off\) and "
+                                           r"train.epochs=2"):
+        train(tiny_config("train.epochs=2", "train.swa_epochs=5"), tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()  # nothing half-written

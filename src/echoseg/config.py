@@ -77,6 +77,7 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads on CPU; 0 = all cores
     max_batches_per_epoch: int = 0  # 0 = the whole training set (tests use a few)
     init_from: str | None = None  # start from these weights: bundled name, run or checkpoint
+    swa_epochs: int = 0  # average the weights of the last N epochs (SWA); 0 = off
 
 
 @dataclass

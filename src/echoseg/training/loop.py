@@ -21,7 +21,7 @@ from echoseg.errors import EchosegError
 from echoseg.labels import STRUCTURES
 from echoseg.losses import build_loss
 from echoseg.models import build_model
-from echoseg.training import provenance
+from echoseg.training import provenance, swa
 from echoseg.training.batches import BatchSource
 from echoseg.training.checkpoint import load_checkpoint, save_checkpoint
 from echoseg.training.data import load_training_arrays
@@ -63,6 +63,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     """
     out = Path(out_dir)
     dev = resolve_device(device)
+    swa.check_swa_epochs(config.train.swa_epochs, config.train.epochs)
     if dev.type == "cpu":
         keep_freed_memory()
         if config.train.threads:
@@ -91,6 +92,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     history: list[dict] = []
     prov = provenance.collect(str(dev), config.seed)
     start_epoch = 1
+    average = swa.start_averaging(model, config.train.swa_epochs)
 
     if resume:
         state = load_checkpoint(out / "last.pt", map_location=dev)
@@ -99,7 +101,9 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
         stopper = EarlyStopping(**state["early_stopping"])
-        history = state["history"]
+        if average is not None and state.get("swa"):
+            average.load_state_dict(state["swa"])
+        history = [row for row in state["history"] if row["epoch"] != "swa"]
         prov = {**state["provenance"],
                 "resumed": [*state["provenance"].get("resumed", []), provenance.now()]}
         start_epoch = state["epoch"] + 1
@@ -125,17 +129,25 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
                    "train_loss": train_loss, **metrics, "lr": lr}
             history.append(row)
             improved = stopper.update(metrics["val_dice_mean"], epoch)
+            if swa.averages_epoch(epoch, config.train.swa_epochs, config.train.epochs):
+                average.update_parameters(model)
             state = {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "early_stopping": vars(stopper).copy(), "epoch": epoch, "history": history,
                 "config": to_dict(config), "provenance": prov,
+                "swa": average.state_dict() if average is not None else None,
             }
             save_checkpoint(out / "last.pt", state)
             if improved:
                 save_checkpoint(out / "best.pt", state)
             _write_history(out / "history.csv", history)
             progress.end_epoch(epoch, train_loss, metrics)
+
+    if average is not None and int(average.n_averaged) > 0 and \
+            history and history[-1]["epoch"] == config.train.epochs:
+        _finish_swa(average, batches, arrays, loss_fn, dev, amp, cl, stopper, history, config,
+                    prov, out)
 
     prov["end_time"] = provenance.now()
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
@@ -183,6 +195,25 @@ def _train_epoch(model, batches: BatchSource, epoch: int, loss_fn, optimizer, am
             progress.advance(value)
         pending.clear()
     return total / max(count, 1)
+
+
+def _finish_swa(average, batches, arrays, loss_fn, dev, amp, cl, stopper, history, config,
+                prov, out: Path) -> None:
+    """BatchNorm statistics and validation of the averaged weights: a history row with epoch
+    ``swa``, RUN/swa.pt, and best.pt too when the average beats every epoch."""
+    t0 = time.perf_counter()
+    swa_model = swa.finish_averaging(average, batches.epoch(config.train.epochs + 1), amp, cl)
+    metrics = _validate(swa_model, arrays, loss_fn, dev, amp, cl)
+    history.append({"epoch": "swa", "seconds": round(time.perf_counter() - t0, 2),
+                    "train_loss": float("nan"), **metrics, "lr": float("nan")})
+    state = {"model": swa_model.state_dict(), "epoch": "swa", "history": history,
+             "config": to_dict(config), "provenance": prov,
+             "swa_epochs": int(average.n_averaged)}
+    save_checkpoint(out / "swa.pt", state)
+    if stopper.update(metrics["val_dice_mean"], config.train.epochs + 1):
+        stopper.best_epoch = "swa"
+        save_checkpoint(out / "best.pt", state)
+    _write_history(out / "history.csv", history)
 
 
 def _read_interval(device: torch.device) -> int:

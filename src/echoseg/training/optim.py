@@ -57,7 +57,7 @@ class EarlyStopping:
 
     patience: int
     best: float = float("-inf")
-    best_epoch: int = 0
+    best_epoch: int | str = 0  # "swa" when the weight average won
     bad_epochs: int = 0
 
     def update(self, score: float, epoch: int) -> bool:
