@@ -38,6 +38,19 @@ def metrics(summary: dict) -> dict:
     return {k: summary[k] for k in keys if k in summary}
 
 
+def run_summary(run: Path) -> dict:
+    """A run folder's history, best epoch, training seconds and provenance."""
+    with open(run / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    best = max(history, key=lambda r: float(r["val_dice_mean"]))
+    return {
+        "run": run.name, "epochs_run": sum(r["epoch"] != "swa" for r in history),
+        "best_epoch": best["epoch"],
+        "train_seconds": round(sum(float(r["seconds"]) for r in history)),
+        "history": history, "provenance": json.loads((run / "provenance.json").read_text()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -54,21 +67,16 @@ def main() -> None:
     samples = evaluate_model(segmenter.predict_batch, open_dataset(bundled_samples()).samples,
                              batch_size=16, prior_postprocess=segmenter.postprocess_spec,
                              model=args.name)
-    with open(args.run / "history.csv") as f:
-        history = list(csv.DictReader(f))
-    provenance = json.loads((args.run / "provenance.json").read_text())
-    best = max(history, key=lambda r: float(r["val_dice_mean"]))
+    training = run_summary(args.run)
+    init_from = segmenter.config.train.init_from
+    if init_from and Path(init_from).is_dir():  # fine-tuned: record where it started too
+        training["init_from"] = run_summary(Path(init_from))
     validation = {
         "split": args.split, "data": Path(args.data).name, **metrics(fold.summary),
         "bundled_samples": {"dice": samples.summary["dice"],
                             "per_image_dice": {r["id"]: {s: r[f"dice_{s}"] for s in
                                                          ("LV", "MYO", "LA")}
                                                for r in samples.rows}},
-    }
-    training = {
-        "run": args.run.name, "epochs_run": len(history), "best_epoch": best["epoch"],
-        "train_seconds": round(sum(float(r["seconds"]) for r in history)),
-        "history": history, "provenance": provenance,
     }
     save_bundled(segmenter.model, segmenter.config, WEIGHTS_DIR, args.name,
                  validation=validation, extra={"training": training, "license": LICENSE})
