@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -133,3 +138,21 @@ def test_palette_label_png_reads_as_indices(tmp_path):
     image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
     image.save(tmp_path / "label.png")
     np.testing.assert_array_equal(read_image(tmp_path / "label.png")[0], indices)
+
+
+def test_reading_png_never_imports_simpleitk(samples_root):
+    # the GPU image has no SimpleITK: PNG-only work (training on the PNG copy) must not need it
+    png = next(Path(samples_root).rglob("*_gt.png"))
+    code = ("import sys; from echoseg.data.readers import read_image; "
+            f"a, s = read_image({str(png)!r}); "
+            "assert 'SimpleITK' not in sys.modules, 'imported'; print(a.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(224, 224)"
+
+
+def test_python_dash_m_echoseg_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "echoseg", "models", "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["lightweight"]["params"] == 1_979_828
