@@ -8,6 +8,7 @@
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
 # STAGES picks the steps (default "bench train256 train224").
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
+# Set ECHOSEG_GIT_COMMIT to the commit you ship: a copied tree's .git may be stale.
 set -u
 START=$(date +%s)
 BUDGET=${BUDGET:-520}

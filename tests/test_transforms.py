@@ -192,3 +192,18 @@ def test_batch_affine_keeps_shapes_on_non_square_images():
     for lbl in out.numpy():
         assert abs((lbl == 1).sum() / 24**2 - 1) < 0.06
         assert _isotropic(lbl == 1)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "1"), ("0", "0")])
+def test_albumentations_does_not_phone_home_unless_asked(preset, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    if preset is not None:
+        env["NO_ALBUMENTATIONS_UPDATE"] = preset
+    code = "import os, echoseg.transforms; print(os.environ['NO_ALBUMENTATIONS_UPDATE'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-import albumentations as A
+import os
+
+# Albumentations checks PyPI for a newer version on import; offline machines (clinical
+# networks, GPU nodes) wait on the DNS failure and print a warning. Users can still set it to 0.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 
