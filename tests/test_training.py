@@ -242,3 +242,21 @@ def test_swa_longer_than_the_run_is_a_config_error(tiny_config, tmp_path):
                                            r"train.epochs=2"):
         train(tiny_config("train.epochs=2", "train.swa_epochs=5"), tmp_path / "r", quiet=True)
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_best_snapshot_survives_the_next_save_of_last(tmp_path, monkeypatch):
+    from echoseg.training.checkpoint import save_checkpoint, snapshot_checkpoint
+
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    save_checkpoint(last, {"model": {"w": torch.tensor([1.0])}, "epoch": 1})
+    snapshot_checkpoint(last, best)
+    save_checkpoint(last, {"model": {"w": torch.tensor([2.0])}, "epoch": 2})
+    assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(last)["epoch"] == 2
+
+    def no_links(*args):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr("os.link", no_links)  # e.g. some network file systems: a byte copy
+    snapshot_checkpoint(last, best)
+    assert load_checkpoint(best)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]

@@ -23,7 +23,7 @@ from echoseg.losses import build_loss
 from echoseg.models import build_model
 from echoseg.training import provenance, swa
 from echoseg.training.batches import BatchSource
-from echoseg.training.checkpoint import load_checkpoint, save_checkpoint
+from echoseg.training.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
 from echoseg.training.data import load_training_arrays
 from echoseg.training.heap import keep_freed_memory
 from echoseg.training.optim import EarlyStopping, build_optimizer, build_scheduler, step_scheduler
@@ -140,7 +140,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
             }
             save_checkpoint(out / "last.pt", state)
             if improved:
-                save_checkpoint(out / "best.pt", state)
+                snapshot_checkpoint(out / "last.pt", out / "best.pt")
             _write_history(out / "history.csv", history)
             progress.end_epoch(epoch, train_loss, metrics)
 

@@ -18,27 +18,30 @@ def validate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, los
     prediction and ground truth counts as 1.0.
     """
     model.eval()
-    losses, dices = [], {name: [] for name in STRUCTURES}
+    # sums stay on the device and are read once at the end: a read per batch would make the
+    # GPU wait for the host every batch
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    dices: dict[str, list[torch.Tensor]] = {name: [] for name in STRUCTURES}
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(images[start:start + batch_size]).to(device)
         x = x.unsqueeze(1).float().div_(255.0)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.from_numpy(labels[start:start + batch_size].astype(np.int64)).to(device)
+        y = torch.from_numpy(labels[start:start + batch_size]).to(device).long()
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits = model(x)
         logits = logits.float()
-        losses.append(float(loss_fn(logits, y)) * len(x))
+        loss_sum += loss_fn(logits, y).double() * len(x)
         pred = logits.argmax(1)
         for name, label in STRUCTURES.items():
             p, g = pred == label, y == label
             inter = (p & g).sum((1, 2)).double()
             total = (p.sum((1, 2)) + g.sum((1, 2))).double()
-            d = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
-            dices[name].extend(d.tolist())
-    result = {"val_loss": sum(losses) / len(images)}
+            dices[name].append(
+                torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)))
+    result = {"val_loss": float(loss_sum) / len(images)}
     for name, values in dices.items():
-        result[f"val_dice_{name}"] = float(np.mean(values))
+        result[f"val_dice_{name}"] = float(torch.cat(values).mean())
     result["val_dice_mean"] = float(np.mean([result[f"val_dice_{n}"] for n in STRUCTURES]))
     return result
