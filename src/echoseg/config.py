@@ -78,6 +78,8 @@ class TrainConfig:
     max_batches_per_epoch: int = 0  # 0 = the whole training set (tests use a few)
     init_from: str | None = None  # start from these weights: bundled name, run or checkpoint
     swa_epochs: int = 0  # average the weights of the last N epochs (SWA); 0 = off
+    teachers: list[str] = field(default_factory=list)  # distil from these models' mean softmax
+    distill_weight: float = 0.5  # weight of the distillation term when teachers are given
 
 
 @dataclass

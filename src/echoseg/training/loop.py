@@ -25,6 +25,7 @@ from echoseg.training import provenance, swa
 from echoseg.training.batches import BatchSource
 from echoseg.training.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
 from echoseg.training.data import load_training_arrays
+from echoseg.training.distill import Teachers, soft_cross_entropy
 from echoseg.training.heap import keep_freed_memory
 from echoseg.training.optim import EarlyStopping, build_optimizer, build_scheduler, step_scheduler
 from echoseg.training.progress import TrainingProgress
@@ -93,6 +94,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     prov = provenance.collect(str(dev), config.seed)
     start_epoch = 1
     average = swa.start_averaging(model, config.train.swa_epochs)
+    teachers = Teachers(config.train.teachers, dev, cl) if config.train.teachers else None
 
     if resume:
         state = load_checkpoint(out / "last.pt", map_location=dev)
@@ -121,7 +123,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
                 break
             t0 = time.perf_counter()
             train_loss = _train_epoch(model, batches, epoch, loss_fn, optimizer, amp, cl,
-                                      progress, out)
+                                      progress, out, teachers, config.train.distill_weight)
             metrics = _validate(model, arrays, loss_fn, dev, amp, cl)
             lr = optimizer.param_groups[0]["lr"]
             step_scheduler(scheduler, metrics["val_dice_mean"])
@@ -156,8 +158,12 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
 
 
 def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
-               amp: torch.dtype | None, channels_last: bool) -> torch.Tensor:
+               amp: torch.dtype | None, channels_last: bool, teachers=None,
+               distill_weight: float = 0.0) -> torch.Tensor:
     """One optimisation step on a batch; returns the fp32 loss as a 0-dim tensor on the device.
+
+    With ``teachers`` (:class:`~echoseg.training.distill.Teachers`) the loss is
+    ``(1 - distill_weight) * loss + distill_weight * soft cross-entropy`` to their mean softmax.
 
     The loss is not read back here, so a GPU step does not wait for the previous one: the
     caller checks it (a non-finite loss has already corrupted the weights in memory, which is
@@ -169,6 +175,10 @@ def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
         outputs = model(x)
     outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
     loss = loss_fn(outputs, y)  # losses never run in bf16
+    if teachers is not None:
+        final = outputs[0] if isinstance(outputs, list) else outputs
+        soft = soft_cross_entropy(final, teachers.probabilities(x, amp))
+        loss = (1 - distill_weight) * loss + distill_weight * soft
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -176,12 +186,14 @@ def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
 
 
 def _train_epoch(model, batches: BatchSource, epoch: int, loss_fn, optimizer, amp, cl: bool,
-                 progress: TrainingProgress, out: Path) -> float:
+                 progress: TrainingProgress, out: Path, teachers=None,
+                 distill_weight: float = 0.0) -> float:
     model.train()
     read_every = _read_interval(batches.device)
     total, count, pending = 0.0, 0, []
     for b, (x, y) in enumerate(batches.epoch(epoch), start=1):
-        pending.append((b, len(x), train_step(model, x, y, loss_fn, optimizer, amp, cl)))
+        loss = train_step(model, x, y, loss_fn, optimizer, amp, cl, teachers, distill_weight)
+        pending.append((b, len(x), loss))
         if b % read_every and b < len(batches):
             continue
         for batch, n, loss in pending:
