@@ -14,6 +14,8 @@ import csv
 import json
 from pathlib import Path
 
+import yaml
+
 from echoseg.data.dataset import open_dataset
 from echoseg.data.splits import resolve_splits
 from echoseg.evaluation.evaluate import evaluate_model
@@ -39,16 +41,22 @@ def metrics(summary: dict) -> dict:
 
 
 def run_summary(run: Path) -> dict:
-    """A run folder's history, best epoch, training seconds and provenance."""
+    """A run folder's config, history, best epoch, training seconds and provenance; for a
+    fine-tuned run (train.init_from a run folder) the same for that run under ``init_from``."""
     with open(run / "history.csv") as f:
         history = list(csv.DictReader(f))
     best = max(history, key=lambda r: float(r["val_dice_mean"]))
-    return {
-        "run": run.name, "epochs_run": sum(r["epoch"] != "swa" for r in history),
-        "best_epoch": best["epoch"],
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    summary = {
+        "run": run.name, "config": config,
+        "epochs_run": sum(r["epoch"] != "swa" for r in history), "best_epoch": best["epoch"],
         "train_seconds": round(sum(float(r["seconds"]) for r in history)),
         "history": history, "provenance": json.loads((run / "provenance.json").read_text()),
     }
+    init_from = config["train"].get("init_from")
+    if init_from and Path(init_from).is_dir():
+        summary["init_from"] = run_summary(Path(init_from))
+    return summary
 
 
 def main() -> None:
@@ -68,9 +76,6 @@ def main() -> None:
                              batch_size=16, prior_postprocess=segmenter.postprocess_spec,
                              model=args.name)
     training = run_summary(args.run)
-    init_from = segmenter.config.train.init_from
-    if init_from and Path(init_from).is_dir():  # fine-tuned: record where it started too
-        training["init_from"] = run_summary(Path(init_from))
     validation = {
         "split": args.split, "data": Path(args.data).name, **metrics(fold.summary),
         "bundled_samples": {"dice": samples.summary["dice"],
