@@ -25,6 +25,21 @@ def tiny_config(samples_root, tmp_path):
     return make
 
 
+def train_killed_after(monkeypatch, config, run, epoch):
+    """Train ``config`` into ``run`` and kill it (KeyboardInterrupt) once ``epoch`` is saved."""
+    original = loop.TrainingProgress.end_epoch
+
+    def die(self, done, *args):
+        original(self, done, *args)
+        if done == epoch:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop.TrainingProgress, "end_epoch", die)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, run, quiet=True)
+
+
 def read_history(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -59,18 +74,8 @@ def test_resume_after_kill_equals_uninterrupted_run(tiny_config, tmp_path, monke
     train(config, full, quiet=True)
 
     killed = tmp_path / "killed"
-    original = loop.TrainingProgress.end_epoch
-
-    def die_after_first(self, epoch, *args):
-        original(self, epoch, *args)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", die_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, killed, quiet=True)
+    train_killed_after(monkeypatch, config, killed, epoch=1)
     assert load_checkpoint(killed / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", original)
     train(config, killed, resume=True, quiet=True)
 
     a, b = read_history(full / "history.csv"), read_history(killed / "history.csv")
@@ -220,17 +225,7 @@ def test_swa_averages_the_last_epochs_and_recomputes_batchnorm(tiny_config, tmp_
 def test_swa_resumes_with_its_running_average(tiny_config, tmp_path, monkeypatch):
     config = tiny_config("train.epochs=3", "train.swa_epochs=2")
     train(config, tmp_path / "full", quiet=True)
-    original = loop.TrainingProgress.end_epoch
-
-    def die_after_second(self, epoch, *args):
-        original(self, epoch, *args)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", die_after_second)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "killed", quiet=True)
-    monkeypatch.setattr(loop.TrainingProgress, "end_epoch", original)
+    train_killed_after(monkeypatch, config, tmp_path / "killed", epoch=2)
     train(config, tmp_path / "killed", resume=True, quiet=True)
     a = load_checkpoint(tmp_path / "full" / "swa.pt")["model"]
     b = load_checkpoint(tmp_path / "killed" / "swa.pt")["model"]

@@ -9,8 +9,7 @@ import torch
 from echoseg.config import Config
 from echoseg.losses import build_loss
 from echoseg.models import build_model
-from echoseg.training.heap import keep_freed_memory
-from echoseg.training.loop import autocast_dtype, train_step
+from echoseg.training.loop import autocast_dtype, prepare_device, train_step
 from echoseg.training.optim import build_optimizer
 
 
@@ -27,10 +26,7 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     config's grid size and batch size. Returns a dict with ``images_per_s`` and the settings.
     """
     torch.manual_seed(0)
-    if device.type == "cpu":
-        keep_freed_memory()
-    else:
-        torch.backends.cudnn.benchmark = True
+    prepare_device(device)
     cfg = config.train
     model = build_model(config.model).to(device).train()
     if cfg.channels_last:

@@ -44,6 +44,18 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def prepare_device(device: torch.device, threads: int = 0) -> None:
+    """Process-wide settings for fast training on ``device``: on the CPU keep freed memory
+    (see heap.py) and use ``threads`` intra-op threads (0 = all cores); on CUDA let cuDNN
+    pick the fastest convolutions for the fixed shapes. Returns nothing."""
+    if device.type == "cpu":
+        keep_freed_memory()
+        if threads:
+            torch.set_num_threads(threads)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 when asked or (``auto``) when the hardware runs it fast; None means fp32."""
     if precision == "fp32":
@@ -65,12 +77,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     out = Path(out_dir)
     dev = resolve_device(device)
     swa.check_swa_epochs(config.train.swa_epochs, config.train.epochs)
-    if dev.type == "cpu":
-        keep_freed_memory()
-        if config.train.threads:
-            torch.set_num_threads(config.train.threads)
-    else:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest conv
+    prepare_device(dev, config.train.threads)
     if (out / "last.pt").exists() and not resume:
         raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
     if resume and not (out / "last.pt").exists():
@@ -224,7 +231,7 @@ def _finish_swa(average, batches, arrays, loss_fn, dev, amp, cl, stopper, histor
     save_checkpoint(out / "swa.pt", state)
     if stopper.update(metrics["val_dice_mean"], config.train.epochs + 1):
         stopper.best_epoch = "swa"
-        save_checkpoint(out / "best.pt", state)
+        snapshot_checkpoint(out / "swa.pt", out / "best.pt")
     _write_history(out / "history.csv", history)
 
 
