@@ -11,6 +11,7 @@ from collections.abc import Callable
 from torch import nn
 
 from echoseg.errors import ConfigError
+from echoseg.models.mish import Mish
 
 NORMS: dict[str, Callable[[int], nn.Module]] = {
     "none": lambda channels: nn.Identity(),
@@ -21,7 +22,7 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
 ACTS: dict[str, Callable[[float], nn.Module]] = {
     "relu": lambda slope: nn.ReLU(inplace=True),
     "leaky_relu": lambda slope: nn.LeakyReLU(slope, inplace=True),
-    "mish": lambda slope: nn.Mish(),
+    "mish": lambda slope: Mish(),
     "gelu": lambda slope: nn.GELU(),
 }
 
