@@ -157,3 +157,10 @@ def test_a_training_step_of_the_lightweight_model_matches_torch_mish(monkeypatch
     assert fused_loss == pytest.approx(native_loss, rel=2e-3)
     cosine = F.cosine_similarity(fused_grad, native_grad, dim=0).item()
     assert cosine > 0.999
+
+
+def test_a_second_derivative_raises_a_clear_error():
+    x = _values().requires_grad_()
+    (grad,) = torch.autograd.grad((mish(x) ** 2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

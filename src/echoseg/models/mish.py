@@ -19,6 +19,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 LINEAR_ABOVE = 20.0  # mish(x) == x to fp32 precision above this; keeps e^2x finite
 
@@ -94,6 +95,7 @@ class _FusedMish(torch.autograd.Function):
         return _like(_kernel("forward", x), x)
 
     @staticmethod
+    @once_differentiable  # the kernels are not differentiable: say so on a second derivative
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         if grad.stride() != x.stride():
