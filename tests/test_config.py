@@ -101,3 +101,19 @@ def test_packaged_recipes_use_their_preset(recipe, preset, scheduler):
     cfg = load_config(recipe)
     assert cfg.model == load_config(f"models/{preset}").model
     assert cfg.train.scheduler == scheduler  # Table III: plateau for U-Net 0/2/3
+
+
+def test_the_stage_3_recipe_of_the_bundled_weights_is_its_recorded_config():
+    """configs/lightweight_camus224_dice.yaml resolves to the config the shipped weights record
+    (they were trained with the equivalent --set overrides)."""
+    import json
+    from dataclasses import asdict
+    from importlib import resources
+
+    recorded = json.loads(
+        resources.files("echoseg.weights").joinpath("lightweight.json").read_text()
+    )["training"]["config"]
+    overrides = ["seed=3", "data.root=../shared/data/camus224",
+                 f"train.init_from={recorded['train']['init_from']}"]
+    cfg = asdict(load_config("lightweight_camus224_dice", overrides))
+    assert cfg == recorded
