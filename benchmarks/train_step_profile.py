@@ -18,11 +18,8 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from echoseg.bench.timing import training_step
 from echoseg.config import load_config
-from echoseg.losses import build_loss
-from echoseg.models import build_model
-from echoseg.training.loop import autocast_dtype, prepare_device, train_step
-from echoseg.training.optim import build_optimizer
 
 
 def main() -> None:
@@ -34,22 +31,8 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(args.config, args.set)
-    device = torch.device("cpu")
-    prepare_device(device)
-    torch.manual_seed(config.seed)
     cfg, size = config.train, config.data.size
-    model = build_model(config.model).train()
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(config.loss)
-    optimizer = build_optimizer(model.parameters(), cfg)
-    amp = autocast_dtype(cfg.precision, device)
-    x = torch.rand(cfg.batch_size, 1, size, size)
-    y = torch.randint(0, config.model.num_classes, (cfg.batch_size, size, size))
-
-    def step() -> None:
-        train_step(model, x, y, loss_fn, optimizer, amp, cfg.channels_last)
-
+    step, amp = training_step(config, torch.device("cpu"))
     for _ in range(2):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -18,13 +19,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def training_throughput(config: Config, device: torch.device, steps: int = 5,
-                        warmup: int = 2) -> dict:
-    """Images per second of full training steps (forward, loss, backward, optimiser step).
-
-    Uses the run's own precision/channels_last settings and random images and labels of the
-    config's grid size and batch size. Returns a dict with ``images_per_s`` and the settings.
-    """
+def training_step(config: Config, device: torch.device) -> tuple[Callable[[], None],
+                                                                 torch.dtype | None]:
+    """A zero-argument function running one real training step of ``config`` on ``device``
+    (the run's model, loss, optimiser, precision and layout) on random images and labels of
+    the config's grid and batch size, and the autocast dtype it uses (None: fp32).
+    Seeds torch with 0 and applies :func:`prepare_device` first."""
     torch.manual_seed(0)
     prepare_device(device)
     cfg = config.train
@@ -37,16 +37,33 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     s = config.data.size
     x = torch.rand(cfg.batch_size, 1, s, s, device=device)
     y = torch.randint(0, config.model.num_classes, (cfg.batch_size, s, s), device=device)
-    for _ in range(warmup):
+
+    def step() -> None:
         train_step(model, x, y, loss_fn, optimizer, amp, cfg.channels_last)
+
+    return step, amp
+
+
+def training_throughput(config: Config, device: torch.device, steps: int = 5,
+                        warmup: int = 2) -> dict:
+    """Images per second of full training steps (forward, loss, backward, optimiser step).
+
+    Uses the run's own precision/channels_last settings and random images and labels of the
+    config's grid size and batch size. Returns a dict with ``images_per_s`` and the settings.
+    """
+    step, amp = training_step(config, device)
+    cfg = config.train
+    for _ in range(warmup):
+        step()
     _sync(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        train_step(model, x, y, loss_fn, optimizer, amp, cfg.channels_last)
+        step()
     _sync(device)
     seconds = time.perf_counter() - t0
+    precision = str(amp).replace("torch.", "") if amp else "fp32"
     return {"images_per_s": steps * cfg.batch_size / seconds, "batch_size": cfg.batch_size,
-            "size": s, "precision": str(amp).replace("torch.", "") if amp else "fp32",
+            "size": config.data.size, "precision": precision,
             "channels_last": cfg.channels_last, "steps": steps, "device": str(device),
             "threads": torch.get_num_threads()}
 

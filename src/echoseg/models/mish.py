@@ -50,10 +50,12 @@ _fused_ok = os.environ.get("ECHOSEG_FUSED_MISH", "1") != "0"
 
 def _kernel(name: str, *tensors: torch.Tensor) -> torch.Tensor:
     """Run the compiled ``forward`` or ``backward`` kernel on ``tensors`` (all with the layout
-    of the first). Each direction, dtype and inference-mode state gets its own copy of the
-    function, so its own Dynamo cache: a process that trains, validates and predicts in bf16
-    and fp32 never reaches Dynamo's recompile limit. The kernel sees detached 1D tensors with
-    grad and autocast off, and ``dynamic=True``, so shapes and batch sizes do not recompile."""
+    of the first); returns a tensor with the shape and strides of the first.
+
+    Each direction, dtype and inference-mode state gets its own copy of the function, so its
+    own Dynamo cache: a process that trains, validates and predicts in bf16 and fp32 never
+    reaches Dynamo's recompile limit. The kernel sees detached 1D tensors with grad and
+    autocast off, and ``dynamic=True``, so shapes and batch sizes do not recompile."""
     x = tensors[0]
     key = (name, x.dtype, x.is_inference(), torch.is_inference_mode_enabled())
     if key not in _compiled:
@@ -62,7 +64,8 @@ def _kernel(name: str, *tensors: torch.Tensor) -> torch.Tensor:
         _compiled[key] = torch.compile(types.FunctionType(code, fn.__globals__), dynamic=True,
                                        fullgraph=True)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
-        return _compiled[key](*(_flat(t.detach()) for t in tensors))
+        flat = _compiled[key](*(_flat(t.detach()) for t in tensors))
+    return flat.as_strided(x.shape, x.stride())
 
 
 def _give_up(exc: Exception) -> None:
@@ -82,17 +85,11 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.as_strided((x.numel(),), (1,))
 
 
-def _like(flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``flat`` (the result of an elementwise kernel on ``_flat(x)``) with the shape and strides
-    of ``x``."""
-    return flat.as_strided(x.shape, x.stride())
-
-
 class _FusedMish(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return _like(_kernel("forward", x), x)
+        return _kernel("forward", x)
 
     @staticmethod
     @once_differentiable  # the kernels are not differentiable: say so on a second derivative
@@ -102,7 +99,7 @@ class _FusedMish(torch.autograd.Function):
             grad = torch.empty_like(x, dtype=grad.dtype).copy_(grad)
         if _fused_ok:
             try:
-                return _like(_kernel("backward", x, grad), x)
+                return _kernel("backward", x, grad)
             except Exception as exc:
                 _give_up(exc)
         return _backward(x, grad)
