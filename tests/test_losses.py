@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from echoseg.config import LossConfig
 from echoseg.errors import ConfigError
 from echoseg.losses import build_loss, ce_loss, dice_ce_loss, dice_loss, soft_dice
+from echoseg.losses.dice import block_counts
 
 # 2x2 image, true classes [[1, 1], [0, 2]]; class probabilities per pixel (rows sum to 1).
 TARGET = torch.tensor([[[1, 1], [0, 2]]])
@@ -121,3 +122,42 @@ def test_unknown_loss_lists_valid_names():
         build_loss(LossConfig(name="focal"))
     with pytest.raises(ConfigError, match="unknown key 'weight'"):
         build_loss({"weight": 1})
+
+
+@pytest.mark.parametrize("name", ["dice", "ce", "dice_ce"])
+@pytest.mark.parametrize("factor", [2, 4])
+def test_coarse_auxiliary_scores_as_its_nearest_upscaling(name, factor):
+    # deep supervision's small outputs: the loss of the upscaled logits, values and gradients,
+    # computed from per-block label counts without building them
+    torch.manual_seed(0)
+    target = torch.randint(0, 4, (3, 16, 24))
+    target[0, :8] = 0  # blocks holding one class and blocks holding several
+    final = torch.randn(3, 4, 16, 24)
+    coarse = torch.randn(3, 4, 16 // factor, 24 // factor, requires_grad=True)
+    loss = build_loss({"name": name})
+    direct = loss([final, coarse], target)
+    (grad_direct,) = torch.autograd.grad(direct, coarse)
+    upscaled = F.interpolate(coarse, scale_factor=float(factor))
+    reference = loss([final, upscaled], target)
+    (grad_reference,) = torch.autograd.grad(reference, coarse)
+    assert direct.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert torch.allclose(grad_direct, grad_reference, rtol=1e-4, atol=1e-8)
+
+
+def test_block_counts_by_hand():
+    target = torch.tensor([[[0, 1, 2, 2], [1, 1, 2, 2], [3, 3, 0, 0], [3, 3, 0, 1]]])
+    blocks = block_counts(target, 4, [2, 4])
+    assert blocks[2].factor == 2 and blocks[2].counts.shape == (1, 4, 2, 2)
+    # top-left block [[0, 1], [1, 1]]: one 0, three 1s; bottom-right [[0, 0], [0, 1]]
+    assert blocks[2].counts[0, :, 0, 0].tolist() == [1, 3, 0, 0]
+    assert blocks[2].counts[0, :, 1, 1].tolist() == [3, 1, 0, 0]
+    assert blocks[4].counts[0, :, 0, 0].tolist() == [4, 4, 4, 4]
+
+
+def test_auxiliary_of_uneven_size_is_upscaled():
+    target = torch.randint(0, 4, (2, 10, 10))
+    final, aux = torch.randn(2, 4, 10, 10), torch.randn(2, 4, 4, 4)
+    loss = build_loss(LossConfig())
+    expected = dice_ce_loss(final, target) + 0.3 * dice_ce_loss(
+        F.interpolate(aux, size=(10, 10)), target)
+    assert loss([final, aux], target).item() == pytest.approx(expected.item(), rel=1e-6)

@@ -69,11 +69,13 @@ def test_output_shapes_train_and_eval(variant):
     out = model.train()(x)
     if cfg.deep_supervision:
         assert isinstance(out, list) and len(out) == len(cfg.decoder)  # final + 1 aux
-        assert all(o.shape == (2, 4, 32, 32) for o in out)
+        assert [o.shape for o in out] == [(2, 4, 32, 32), (2, 4, 16, 16)]  # aux: its level
     else:
         assert isinstance(out, torch.Tensor) and out.shape == (2, 4, 32, 32)
     assert model.eval()(x).shape == (2, 4, 32, 32)
-    assert len(model.forward_all(x)) == (len(cfg.decoder) if cfg.deep_supervision else 1)
+    every = model.forward_all(x)
+    assert len(every) == (len(cfg.decoder) if cfg.deep_supervision else 1)
+    assert all(o.shape == (2, 4, 32, 32) for o in every)
 
 
 def test_backward_reaches_every_parameter(variant):
@@ -195,13 +197,16 @@ def test_lightweight_preset_is_the_paper_model():
 
 def test_aux_outputs_are_ordered_high_resolution_first():
     model = build_model(ModelConfig(encoder=[2, 2, 2, 2], decoder=[2, 2, 2])).train()
-    outs = model(torch.randn(1, 1, 32, 32))
-    # nearest upscaling of a level at 1/k resolution repeats each value in k x k blocks
+    x = torch.randn(1, 1, 32, 32)
+    outs, every = model(x), model.forward_all(x)
+    assert [o.shape[-1] for o in outs] == [32, 16, 8]
+    # forward_all upscales (nearest) a level at 1/k resolution: each value in k x k blocks
     def blocky(out, k):
         return out[..., ::k, ::k].repeat_interleave(k, -1).repeat_interleave(k, -2)
 
-    for out, k in zip(outs[1:], (2, 4), strict=True):
-        assert torch.equal(out, blocky(out, k)) and not torch.equal(out, blocky(out, 2 * k))
+    for out, full, k in zip(outs[1:], every[1:], (2, 4), strict=True):
+        assert torch.equal(full, blocky(full, k)) and not torch.equal(full, blocky(full, 2 * k))
+        assert torch.equal(full[..., ::k, ::k], out)
 
 
 def test_bad_input_size_names_the_divisor():

@@ -5,22 +5,37 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
-from echoseg.losses.dice import SMOOTH, dice_from_parts, softmax_parts
+from echoseg.losses.dice import (
+    SMOOTH,
+    BlockCounts,
+    block_counts,
+    coarse_parts,
+    dice_from_parts,
+    softmax_parts,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean pixel-wise cross-entropy of logits (N, C, H, W) and labels (N, H, W), in float32."""
+def ce_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts) -> torch.Tensor:
+    """Mean pixel-wise cross-entropy of logits (N, C, H, W) and labels (N, H, W) (or their
+    :class:`BlockCounts` at a finer grid), in float32."""
+    if isinstance(target, BlockCounts):
+        return coarse_parts(logits, target)[0]
     return -softmax_parts(logits, target)[1].mean()
 
 
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts) -> torch.Tensor:
     """The paper's "Dice+CE": ``0.5 * (1 - softDice) + 0.5 * CE`` (an average, not a sum).
 
     softDice is the mean batch soft Dice of the foreground classes (see ``soft_dice``).
+    ``target`` is labels (N, H, W) or their :class:`BlockCounts` at a finer grid.
     """
+    if isinstance(target, BlockCounts):
+        ce, dice = coarse_parts(logits, target)
+        return 0.5 * (1 - dice[1:].mean()) + 0.5 * ce
     probs, logp_true = softmax_parts(logits, target)
     dice = dice_from_parts(probs, logp_true.exp(), target, SMOOTH)[1:].mean()
     return 0.5 * (1 - dice) + 0.5 * -logp_true.mean()
@@ -31,6 +46,9 @@ class DeepSupervisionLoss:
 
     A single Tensor is scored as ``L(final)`` alone, so the same loss serves eval-mode outputs
     and models without deep supervision. Every auxiliary output gets the same weight (0.3).
+    An auxiliary output smaller than the labels is scored as if upscaled (nearest) to their
+    size: from per-block label counts when the size ratio is a whole number (exactly the same
+    loss, without the full-size logits), by upscaling it otherwise.
     """
 
     def __init__(self, loss: LossFn, weight: float = 0.3):
@@ -45,6 +63,21 @@ class DeepSupervisionLoss:
             return self.loss(outputs, target)
         final, *aux = outputs
         total = self.loss(final, target)
+        size = tuple(target.shape[-2:])
+        factors = [size[0] // out.shape[-2] for out in aux if _whole_ratio(out.shape[-2:], size)]
+        blocks = block_counts(target, final.shape[1], factors) if factors else {}
         for out in aux:
-            total = total + self.weight * self.loss(out, target)
+            if tuple(out.shape[-2:]) == size:
+                scored = self.loss(out, target)
+            elif _whole_ratio(out.shape[-2:], size):
+                scored = self.loss(out, blocks[size[0] // out.shape[-2]])
+            else:
+                scored = self.loss(F.interpolate(out, size=size), target)
+            total = total + self.weight * scored
         return total
+
+
+def _whole_ratio(small: tuple[int, int], size: tuple[int, int]) -> bool:
+    """True when ``size`` is ``small`` times one whole factor > 1 in both dimensions."""
+    f = size[0] // small[0]
+    return f > 1 and small[0] * f == size[0] and small[1] * f == size[1]

@@ -9,9 +9,49 @@ logits' memory layout (channels_last stays channels_last) and, with per-class su
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+import torch.nn.functional as F
 
 SMOOTH = 1e-5
+
+
+class BlockCounts(NamedTuple):
+    """Labels (N, H, W) summarised per ``factor`` x ``factor`` block: ``counts`` (N, C, H/f,
+    W/f) float32 holds how many pixels of each class every block has. A loss given this instead
+    of labels scores logits at (H/f, W/f) exactly as if they had been upscaled (nearest) to
+    (H, W) -- what deep supervision asks of its coarse outputs -- at 1/f² of the cost."""
+
+    counts: torch.Tensor
+    factor: int
+
+
+def block_counts(target: torch.Tensor, num_classes: int,
+                 factors: list[int]) -> dict[int, BlockCounts]:
+    """:class:`BlockCounts` of labels (N, H, W) for each factor (each must divide H and W),
+    built by summing blocks of the one-hot labels, coarser factors from finer ones."""
+    onehot = torch.zeros(target.shape[0], num_classes, *target.shape[-2:], device=target.device)
+    done = {1: onehot.scatter_(1, target.long().unsqueeze(1), 1.0)}
+    for f in sorted(set(factors)):
+        base = max(g for g in done if f % g == 0)
+        done[f] = F.avg_pool2d(done[base], f // base, divisor_override=1)
+    return {f: BlockCounts(done[f], f) for f in factors}
+
+
+def coarse_parts(logits: torch.Tensor, blocks: BlockCounts, smooth: float = SMOOTH
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 ``(ce, dice)`` of logits (N, C, H/f, W/f) nearest-upscaled by ``blocks.factor``
+    against the labels ``blocks`` summarises: the mean cross-entropy (0-dim) and the batch soft
+    Dice of every class (C,), without building the upscaled logits."""
+    logp = logits.float().log_softmax(dim=1)
+    probs = logp.exp()
+    counts = blocks.counts
+    ce = -(counts * logp).sum() / counts.sum()
+    inter = (probs * counts).sum(dim=(0, 2, 3))
+    p_sum = probs.sum(dim=(0, 2, 3)) * blocks.factor ** 2
+    dice = (2 * inter + smooth) / (p_sum + counts.sum(dim=(0, 2, 3)) + smooth)
+    return ce, dice
 
 
 def softmax_parts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,6 +103,10 @@ def soft_dice(
     return dice_from_parts(probs, logp_true.exp(), target, smooth, batch)[..., 1:]
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = SMOOTH) -> torch.Tensor:
-    """1 - mean soft Dice over the foreground classes (batch dice); a float32 scalar."""
+def dice_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts,
+              smooth: float = SMOOTH) -> torch.Tensor:
+    """1 - mean soft Dice over the foreground classes (batch dice); a float32 scalar. ``target``
+    is labels (N, H, W) or the :class:`BlockCounts` of labels at a finer grid."""
+    if isinstance(target, BlockCounts):
+        return 1 - coarse_parts(logits, target, smooth)[1][1:].mean()
     return 1 - soft_dice(logits, target, smooth).mean()

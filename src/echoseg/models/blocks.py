@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from echoseg.models.layers import make_act, make_norm
+from echoseg.models.upsample import upsample_nearest
 
 
 class ConvNormAct(nn.Sequential):
@@ -73,5 +73,5 @@ class Up(nn.Module):
             self.out_channels = cin + skip
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.up(x) if self.mode == "transposed" else F.interpolate(x, scale_factor=2.0)
+        x = self.up(x) if self.mode == "transposed" else upsample_nearest(x, 2)
         return torch.cat([x, skip], dim=1)

@@ -3,8 +3,10 @@
 Forward contract: ``model(x)`` with x (N, in_channels, H, W) float returns logits
 (N, num_classes, H, W) in eval mode or without deep supervision; in training mode with deep
 supervision it returns ``[final, aux_1, ..., aux_k]``: the auxiliary logits of every decoder level
-but the last, highest resolution first, each upscaled (nearest) to (H, W). ``forward_all`` returns
-that list in any mode (figures). H and W must be divisible by 2^(levels - 1).
+but the last, highest resolution first, each at its level's resolution (H/2^i, W/2^i); the loss
+scores them as if upscaled (nearest) to (H, W) -- the same value without building them (see
+``losses.DeepSupervisionLoss``). ``forward_all`` returns that list upscaled to (H, W) in any
+mode (figures). H and W must be divisible by 2^(levels - 1).
 """
 
 from __future__ import annotations
@@ -51,15 +53,16 @@ class UNet(nn.Module):
         _init_weights(self, cfg.negative_slope)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
-        """Logits (N, C, H, W); a list [final, aux...] when training with deep supervision."""
-        outs = self._run(x, with_aux=self.training and len(self.aux_heads) > 0)
+        """Logits (N, C, H, W); a list [final, aux...] when training with deep supervision
+        (auxiliary logits at their own resolution)."""
+        outs = self._run(x, with_aux=self.training and len(self.aux_heads) > 0, upscale=False)
         return outs if len(outs) > 1 else outs[0]
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[final, aux_1, ..., aux_k] logits at (N, C, H, W) in any mode ([final] without DS)."""
-        return self._run(x, with_aux=True)
+        return self._run(x, with_aux=True, upscale=True)
 
-    def _run(self, x: torch.Tensor, with_aux: bool) -> list[torch.Tensor]:
+    def _run(self, x: torch.Tensor, with_aux: bool, upscale: bool) -> list[torch.Tensor]:
         self._check_input(x)
         skips = []
         for i, block in enumerate(self.encoder):
@@ -72,8 +75,9 @@ class UNet(nn.Module):
         for j, (up, block) in enumerate(zip(self.ups, self.decoder, strict=True)):
             x = block(up(x, skips.pop()))
             if with_aux and j < len(self.aux_heads):
+                logits = self.aux_heads[j](x)
                 scale = 2 ** (len(self.decoder) - 1 - j)
-                aux.append(F.interpolate(self.aux_heads[j](x), scale_factor=float(scale)))
+                aux.append(F.interpolate(logits, scale_factor=float(scale)) if upscale else logits)
         return [self.head(x), *reversed(aux)]
 
     def _check_input(self, x: torch.Tensor) -> None:
