@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from echoseg.models.dispatch import eager_cpu
+
 LINEAR_ABOVE = 20.0  # mish(x) == x to fp32 precision above this; keeps e^2x finite
 
 
@@ -106,15 +108,7 @@ class _FusedMish(torch.autograd.Function):
 
 
 def _use_fused(x: torch.Tensor) -> bool:
-    return (
-        _fused_ok
-        and x.device.type == "cpu"
-        and x.is_floating_point()
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
-    )
+    return _fused_ok and x.is_floating_point() and eager_cpu(x)
 
 
 def _is_dense(x: torch.Tensor) -> bool:

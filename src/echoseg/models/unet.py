@@ -19,7 +19,7 @@ from torch import nn
 
 from echoseg.config import ModelConfig
 from echoseg.errors import ConfigError
-from echoseg.models.blocks import ConvBlock, Up
+from echoseg.models.blocks import ConvBlock, Up, decode_level
 from echoseg.models.layers import ACTS, DOWNS, NORMS, UPS, check_choice
 
 
@@ -73,7 +73,7 @@ class UNet(nn.Module):
         x = skips.pop()
         aux = []
         for j, (up, block) in enumerate(zip(self.ups, self.decoder, strict=True)):
-            x = block(up(x, skips.pop()))
+            x = decode_level(up, block, x, skips.pop())
             if with_aux and j < len(self.aux_heads):
                 logits = self.aux_heads[j](x)
                 scale = 2 ** (len(self.decoder) - 1 - j)

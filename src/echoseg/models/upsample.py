@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from echoseg.models.dispatch import eager_cpu
+
 
 class _NearestUp(torch.autograd.Function):
     @staticmethod
@@ -32,13 +34,6 @@ def upsample_nearest(x: torch.Tensor, factor: int) -> torch.Tensor:
     On CPU, when a gradient is needed, the backward sums blocks without copying the gradient
     first; under tracing, export or ``torch.compile`` it is plain ``F.interpolate``.
     """
-    if (
-        x.requires_grad
-        and x.device.type == "cpu"
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
-    ):
+    if x.requires_grad and eager_cpu(x):
         return _NearestUp.apply(x, factor)
     return F.interpolate(x, scale_factor=float(factor))
