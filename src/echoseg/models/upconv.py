@@ -33,38 +33,53 @@ def phase_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 class _Interleave(torch.autograd.Function):
-    """``full`` (N, Co, 2h, 2w) += the phases of ``phases`` (N, 4*Co, h+1, w+1), in place:
-    full[..., 2i+a, 2j+b] += phases[:, k*Co:(k+1)*Co, i+a, j+b] with k = 2a + b."""
+    """``full`` (N, Co, 2h, 2w) plus the phases of ``phases`` (N, 4*Co, h+1, w+1):
+    out[..., 2i+a, 2j+b] = full[..., 2i+a, 2j+b] + phases[:, k*Co:(k+1)*Co, i+a, j+b], k = 2a+b.
+    """
 
     @staticmethod
     def forward(ctx, phases: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
-        ctx.mark_dirty(full)
         ctx.shape, ctx.dtype = phases.shape, phases.dtype
-        for _, full_view, phase_view in _phase_views(phases, full):
-            full_view += phase_view
-        return full
+        ctx.layout = (torch.channels_last if phases.is_contiguous(memory_format=torch.channels_last)
+                      else torch.contiguous_format)
+        # a strided copy, then a dense add: 18 ms where one strided add_ took 62 (256², 16 ch)
+        out = torch.empty_like(full)
+        _blocks(out).copy_(_phase_blocks(phases))
+        return out.add_(full)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, c4, h1, w1 = ctx.shape
-        grad_phases = torch.zeros(n, h1, w1, c4, dtype=ctx.dtype, device=grad.device)
-        grad_phases = grad_phases.permute(0, 3, 1, 2)  # channels_last (N, 4*Co, h+1, w+1)
-        for _, grad_view, phase_view in _phase_views(grad_phases, grad):
-            phase_view.copy_(grad_view)
+        grad_phases = torch.empty(ctx.shape, dtype=ctx.dtype, device=grad.device,
+                                  memory_format=ctx.layout)
+        _phase_blocks(grad_phases).copy_(_blocks(grad))
+        # each phase's window leaves one row and one column of its channels unread
+        c, h, w = ctx.shape[1] // 4, ctx.shape[2] - 1, ctx.shape[3] - 1
+        for a in range(2):
+            for b in range(2):
+                group = grad_phases[:, (2 * a + b) * c:(2 * a + b + 1) * c]
+                group[:, :, h if a == 0 else 0].zero_()
+                group[:, :, :, w if b == 0 else 0].zero_()
         return grad_phases, grad
 
 
-def _phase_views(phases: torch.Tensor, full: torch.Tensor):
-    """For each phase (a, b): ``((a, b), view of full, window of phases)``, the strided view
-    of ``full`` the phase fills and its window in ``phases``, both (N, h, w, Co)."""
-    c = full.shape[1]
-    h, w = full.shape[2] // 2, full.shape[3] // 2
-    grid = full.permute(0, 2, 3, 1).unflatten(1, (h, 2)).unflatten(3, (w, 2))
-    low = phases.permute(0, 2, 3, 1)
-    for a in range(2):
-        for b in range(2):
-            k = 2 * a + b
-            yield (a, b), grid[:, :, a, :, b, :], low[:, a:a + h, b:b + w, k * c:(k + 1) * c]
+def _blocks(full: torch.Tensor) -> torch.Tensor:
+    """View (N, h, 2, w, 2, Co) of ``full`` (N, Co, 2h, 2w): [n, i, a, j, b, c] = pixel
+    (2i+a, 2j+b) of channel c."""
+    n, c, h2, w2 = full.shape
+    sn, sc, sh, sw = full.stride()
+    return full.as_strided((n, h2 // 2, 2, w2 // 2, 2, c), (sn, 2 * sh, sh, 2 * sw, sw, sc))
+
+
+def _phase_blocks(phases: torch.Tensor) -> torch.Tensor:
+    """View (N, h, 2, w, 2, Co) of ``phases`` (N, 4*Co, h+1, w+1) matching :func:`_blocks`:
+    [n, i, a, j, b, c] = phases[n, (2a+b)*Co + c, i+a, j+b]. The offset is linear in every
+    index, so the four shifted phase windows are one strided view and one pass."""
+    n, c4, h1, w1 = phases.shape
+    c = c4 // 4
+    sn, sc, sh, sw = phases.stride()
+    return phases.as_strided((n, h1 - 1, 2, w1 - 1, 2, c),
+                             (sn, sh, sh + 2 * c * sc, sw, sw + c * sc, sc),
+                             phases.storage_offset())
 
 
 def conv_upsampled_cat(x: torch.Tensor, skip: torch.Tensor, weight: torch.Tensor,
