@@ -118,6 +118,24 @@ def test_a_failed_backward_compile_still_gives_the_right_gradient(monkeypatch):
     torch.testing.assert_close(x.grad.double(), ref_grad, rtol=1e-5, atol=1e-6)
 
 
+def test_training_saves_the_derivative_and_inference_does_not(monkeypatch):
+    calls, kernel = [], mish_module._kernel
+
+    def recording(name, *tensors):
+        calls.append((name, [t.dtype for t in tensors]))
+        return kernel(name, *tensors)
+
+    monkeypatch.setattr(mish_module, "_kernel", recording)
+    monkeypatch.setattr(mish_module, "_fused_ok", True)
+    x = torch.randn(2, 3, 4, 4, dtype=torch.bfloat16)
+    mish(x)
+    leaf = x.clone().requires_grad_()
+    mish(leaf).sum().backward()
+    bf16, fp32 = torch.bfloat16, torch.float32
+    # the backward multiplies the bf16 gradient by the float32 derivative: no second exp
+    assert calls == [("forward", [bf16]), ("forward_train", [bf16]), ("backward", [bf16, fp32])]
+
+
 def test_switched_off_by_environment_and_under_tracing(monkeypatch):
     calls = []
     monkeypatch.setattr(mish_module, "_kernel", lambda name, *tensors: calls.append(name))

@@ -1,4 +1,4 @@
-"""Mish with fused CPU kernels: one pass forward, one pass backward, one ``exp`` each.
+"""Mish with fused CPU kernels: one pass forward, one pass backward, one ``exp`` in all.
 
 PyTorch's native CPU Mish evaluates ``x * tanh(softplus(x))`` with three transcendental calls
 forward and more backward; on 2 Zen 4 cores it was 30% of a training step of the lightweight
@@ -6,7 +6,10 @@ model. With ``w = e^x (e^x + 2)``, ``tanh(softplus(x)) = w / (w + 2)`` and
 ``sigmoid(x) = e^x / (1 + e^x)``, so one ``exp`` gives both the output and the derivative.
 Eager PyTorch would run that formula as ~8 memory passes; ``torch.compile`` turns each
 direction into one vectorised loop instead (4-5x faster than the native kernel, same bf16
-result). Elsewhere (CUDA, tracing/export, a whole-model ``torch.compile``, no C++ compiler, or
+result). When a gradient is needed the forward loop also writes the derivative (float32, so
+bf16 gradients stay as accurate as torch's) and the backward is one multiply: 93 -> 56 ms
+forward + backward on 32x32x256x256 bf16, for 2 bytes per element more saved than the input.
+Elsewhere (CUDA, tracing/export, a whole-model ``torch.compile``, no C++ compiler, or
 ``ECHOSEG_FUSED_MISH=0``) the module is plain ``F.mish``.
 """
 
@@ -39,10 +42,15 @@ def _forward(x: torch.Tensor) -> torch.Tensor:
     return torch.where(xf > LINEAR_ABOVE, xf, xf * tsp).to(x.dtype)
 
 
-def _backward(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def _forward_train(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mish of ``x`` (its dtype) and its derivative (float32)."""
     xf, e, tsp = _terms(x)
     derivative = tsp + xf * (e / (1.0 + e)) * (1.0 - tsp * tsp)
-    derivative = torch.where(xf > LINEAR_ABOVE, 1.0, derivative)
+    return (torch.where(xf > LINEAR_ABOVE, xf, xf * tsp).to(x.dtype),
+            torch.where(xf > LINEAR_ABOVE, 1.0, derivative))
+
+
+def _backward(grad: torch.Tensor, derivative: torch.Tensor) -> torch.Tensor:
     return (grad.float() * derivative).to(grad.dtype)
 
 
@@ -50,9 +58,10 @@ _compiled: dict[tuple, object] = {}
 _fused_ok = os.environ.get("ECHOSEG_FUSED_MISH", "1") != "0"
 
 
-def _kernel(name: str, *tensors: torch.Tensor) -> torch.Tensor:
-    """Run the compiled ``forward`` or ``backward`` kernel on ``tensors`` (all with the layout
-    of the first); returns a tensor with the shape and strides of the first.
+def _kernel(name: str, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Run the compiled ``forward``, ``forward_train`` or ``backward`` kernel on ``tensors``
+    (all with the layout of the first); returns its tensor(s) with the shape and strides of the
+    first.
 
     Each direction, dtype and inference-mode state gets its own copy of the function, so its
     own Dynamo cache: a process that trains, validates and predicts in bf16 and fp32 never
@@ -61,13 +70,18 @@ def _kernel(name: str, *tensors: torch.Tensor) -> torch.Tensor:
     x = tensors[0]
     key = (name, x.dtype, x.is_inference(), torch.is_inference_mode_enabled())
     if key not in _compiled:
-        fn = {"forward": _forward, "backward": _backward}[name]
+        fn = _KERNELS[name]
         code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_compiled)}")
         _compiled[key] = torch.compile(types.FunctionType(code, fn.__globals__), dynamic=True,
                                        fullgraph=True)
     with torch.no_grad(), torch.autocast("cpu", enabled=False):
         flat = _compiled[key](*(_flat(t.detach()) for t in tensors))
+    if isinstance(flat, tuple):
+        return tuple(t.as_strided(x.shape, x.stride()) for t in flat)
     return flat.as_strided(x.shape, x.stride())
+
+
+_KERNELS = {"forward": _forward, "forward_train": _forward_train, "backward": _backward}
 
 
 def _give_up(exc: Exception) -> None:
@@ -90,21 +104,24 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 class _FusedMish(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return _kernel("forward", x)
+        if not x.requires_grad:
+            return _kernel("forward", x)
+        y, derivative = _kernel("forward_train", x)
+        ctx.save_for_backward(derivative)
+        return y
 
     @staticmethod
     @once_differentiable  # the kernels are not differentiable: say so on a second derivative
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        if grad.stride() != x.stride():
-            grad = torch.empty_like(x, dtype=grad.dtype).copy_(grad)
+        (derivative,) = ctx.saved_tensors
+        if grad.stride() != derivative.stride():
+            grad = torch.empty_like(derivative, dtype=grad.dtype).copy_(grad)
         if _fused_ok:
             try:
-                return _kernel("backward", x, grad)
+                return _kernel("backward", grad, derivative)
             except Exception as exc:
                 _give_up(exc)
-        return _backward(x, grad)
+        return _backward(grad, derivative)
 
 
 def _use_fused(x: torch.Tensor) -> bool:
