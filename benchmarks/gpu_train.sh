@@ -45,6 +45,9 @@ STEPS=${BENCH_STEPS:-40}
     timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 1 --json
 } >"$OUT/bench.jsonl"
 cat "$OUT/bench.jsonl"
+# A/B of the low-resolution decoder convolution (models/upconv.py; CPU-only by default)
+ECHOSEG_LOW_RES_UPCONV=on timeout 90 $ES bench --train lightweight --device "$DEVICE" \
+    --steps "$STEPS" --json | tee "$OUT/bench_low_res_upconv.jsonl"
 fi
 
 train_run() {  # name, seconds, then echoseg train arguments

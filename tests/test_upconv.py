@@ -70,3 +70,19 @@ def test_a_decoder_level_is_the_same_function():
     torch.testing.assert_close(fast, block(up(x, skip)), rtol=1e-5, atol=1e-5)
     traced = torch.jit.trace(model, torch.randn(1, 1, 16, 16))  # export sees torch's ops
     assert "upsample_nearest2d" in str(traced.inlined_graph)
+
+
+@pytest.mark.parametrize("mode, fast", [("auto", True), ("on", True), ("off", False)])
+def test_environment_switch(monkeypatch, mode, fast):
+    monkeypatch.setenv("ECHOSEG_LOW_RES_UPCONV", mode)
+    model = build_model(ModelConfig(encoder=[4, 8, 8], decoder=[8, 4], norm="batch"))
+    up, block = model.ups[1], model.decoder[1]
+    x = torch.randn(1, 8, 4, 4, requires_grad=True)
+    out = decode_level(up, block, x, torch.randn(1, 4, 8, 8))
+    names = []
+    node = out.grad_fn
+    while node is not None:  # walk the first inputs back to the decoder level's first op
+        names.append(type(node).__name__)
+        node = node.next_functions[0][0] if node.next_functions else None
+    assert ("_InterleaveBackward" in names) == fast
+    assert ("CatBackward0" in names) == (not fast)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from echoseg.models.dispatch import eager_cpu
+from echoseg.models.dispatch import low_res_upconv
 from echoseg.models.layers import make_act, make_norm
 from echoseg.models.upconv import conv_upsampled_cat
 from echoseg.models.upsample import upsample_nearest
@@ -83,11 +83,12 @@ def decode_level(up: Up, block: ConvBlock, x: torch.Tensor, skip: torch.Tensor) 
     """``block(up(x, skip))``: one decoder level, from the deeper features x (N, Cx, h, w) and
     the skip features (N, Cs, 2h, 2w) to (N, Cout, 2h, 2w).
 
-    With nearest upsampling and a plain block, on CPU, the block's first convolution runs on x
+    With nearest upsampling and a plain block, on CPU (``ECHOSEG_LOW_RES_UPCONV``, see
+    :func:`~echoseg.models.dispatch.low_res_upconv`), the block's first convolution runs on x
     at its own resolution (see upconv.py): the same function, at 16/36 of the multiply-adds
     for the upsampled channels and without building the upsampled or concatenated tensors.
     """
-    if up.mode != "nearest" or block.residual or not eager_cpu(x):
+    if up.mode != "nearest" or block.residual or not low_res_upconv(x):
         return block(up(x, skip))
     conv, norm, act = block.conv1
     return block.conv2(act(norm(conv_upsampled_cat(x, skip, conv.weight, conv.bias))))

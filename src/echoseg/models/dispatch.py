@@ -1,17 +1,35 @@
-"""Where echoseg's own CPU kernels may run instead of torch's reference ops."""
+"""Where echoseg's own kernels may run instead of torch's reference ops."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
 
-def eager_cpu(x: torch.Tensor) -> bool:
-    """True for a CPU tensor in plain eager execution: not under ``torch.jit`` tracing or
-    scripting, ONNX export or ``torch.compile``, which all need torch's own ops to see."""
-    return (
-        x.device.type == "cpu"
-        and not torch.jit.is_tracing()
-        and not torch.jit.is_scripting()
-        and not torch.compiler.is_compiling()
-        and not torch.onnx.is_in_onnx_export()
+def eager(x: torch.Tensor) -> bool:
+    """True in plain eager execution: not under ``torch.jit`` tracing or scripting, ONNX
+    export or ``torch.compile``, which all need torch's own ops to see. ``x`` is unused but
+    keeps the call sites uniform."""
+    return not (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
     )
+
+
+def eager_cpu(x: torch.Tensor) -> bool:
+    """True for a CPU tensor in plain eager execution (see :func:`eager`)."""
+    return x.device.type == "cpu" and eager(x)
+
+
+def low_res_upconv(x: torch.Tensor) -> bool:
+    """Whether a decoder level runs its first convolution at the low resolution (upconv.py)
+    for features ``x``: ``ECHOSEG_LOW_RES_UPCONV`` is ``auto`` (default: on CPU, where it was
+    measured faster), ``on`` (any device, e.g. to measure it on a GPU) or ``off``; never
+    outside plain eager execution."""
+    mode = os.environ.get("ECHOSEG_LOW_RES_UPCONV", "auto")
+    if mode == "off":
+        return False
+    return eager(x) if mode == "on" else eager_cpu(x)
