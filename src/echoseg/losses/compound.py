@@ -64,20 +64,21 @@ class DeepSupervisionLoss:
         final, *aux = outputs
         total = self.loss(final, target)
         size = tuple(target.shape[-2:])
-        factors = [size[0] // out.shape[-2] for out in aux if _whole_ratio(out.shape[-2:], size)]
-        blocks = block_counts(target, final.shape[1], factors) if factors else {}
-        for out in aux:
-            if tuple(out.shape[-2:]) == size:
+        factors = [_upscale_factor(tuple(out.shape[-2:]), size) for out in aux]
+        coarse = [f for f in factors if f > 1]
+        blocks = block_counts(target, final.shape[1], coarse) if coarse else {}
+        for out, f in zip(aux, factors, strict=True):
+            if f == 1:
                 scored = self.loss(out, target)
-            elif _whole_ratio(out.shape[-2:], size):
-                scored = self.loss(out, blocks[size[0] // out.shape[-2]])
+            elif f > 1:
+                scored = self.loss(out, blocks[f])
             else:
                 scored = self.loss(F.interpolate(out, size=size), target)
             total = total + self.weight * scored
         return total
 
 
-def _whole_ratio(small: tuple[int, int], size: tuple[int, int]) -> bool:
-    """True when ``size`` is ``small`` times one whole factor > 1 in both dimensions."""
+def _upscale_factor(small: tuple[int, int], size: tuple[int, int]) -> int:
+    """The whole factor f with ``size == small * f`` in both dimensions, else 0."""
     f = size[0] // small[0]
-    return f > 1 and small[0] * f == size[0] and small[1] * f == size[1]
+    return f if f and small[0] * f == size[0] and small[1] * f == size[1] else 0

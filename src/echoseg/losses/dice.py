@@ -50,8 +50,13 @@ def coarse_parts(logits: torch.Tensor, blocks: BlockCounts, smooth: float = SMOO
     ce = -(counts * logp).sum() / counts.sum()
     inter = (probs * counts).sum(dim=(0, 2, 3))
     p_sum = probs.sum(dim=(0, 2, 3)) * blocks.factor ** 2
-    dice = (2 * inter + smooth) / (p_sum + counts.sum(dim=(0, 2, 3)) + smooth)
-    return ce, dice
+    return ce, _dice(inter, p_sum, counts.sum(dim=(0, 2, 3)), smooth)
+
+
+def _dice(inter: torch.Tensor, p_sum: torch.Tensor, t_sum: torch.Tensor,
+          smooth: float) -> torch.Tensor:
+    """Soft Dice from the overlap, the predicted and the true mass of each class."""
+    return (2 * inter + smooth) / (p_sum + t_sum + smooth)
 
 
 def softmax_parts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +88,7 @@ def dice_from_parts(
     inter = torch.zeros(size, device=flat.device).scatter_add(0, bins.reshape(-1), flat)
     t_sum = torch.bincount(bins.reshape(-1), minlength=size).to(flat.dtype)
     p_sum = probs.sum(dim=(0, 2, 3) if batch else (2, 3)).reshape(size)
-    dice = (2 * inter + smooth) / (p_sum + t_sum + smooth)
+    dice = _dice(inter, p_sum, t_sum, smooth)
     return dice if batch else dice.reshape(n, classes)
 
 

@@ -7,10 +7,9 @@ import os
 import torch
 
 
-def eager(x: torch.Tensor) -> bool:
+def eager() -> bool:
     """True in plain eager execution: not under ``torch.jit`` tracing or scripting, ONNX
-    export or ``torch.compile``, which all need torch's own ops to see. ``x`` is unused but
-    keeps the call sites uniform."""
+    export or ``torch.compile``, which all need torch's own ops to see."""
     return not (
         torch.jit.is_tracing()
         or torch.jit.is_scripting()
@@ -21,7 +20,7 @@ def eager(x: torch.Tensor) -> bool:
 
 def eager_cpu(x: torch.Tensor) -> bool:
     """True for a CPU tensor in plain eager execution (see :func:`eager`)."""
-    return x.device.type == "cpu" and eager(x)
+    return x.device.type == "cpu" and eager()
 
 
 def low_res_upconv(x: torch.Tensor) -> bool:
@@ -32,4 +31,4 @@ def low_res_upconv(x: torch.Tensor) -> bool:
     mode = os.environ.get("ECHOSEG_LOW_RES_UPCONV", "auto")
     if mode == "off":
         return False
-    return eager(x) if mode == "on" else eager_cpu(x)
+    return eager() if mode == "on" else eager_cpu(x)
