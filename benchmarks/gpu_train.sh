@@ -48,6 +48,23 @@ cat "$OUT/bench.jsonl"
 # A/B of the low-resolution decoder convolution (models/upconv.py; CPU-only by default)
 ECHOSEG_LOW_RES_UPCONV=on timeout 90 $ES bench --train lightweight --device "$DEVICE" \
     --steps "$STEPS" --json | tee "$OUT/bench_low_res_upconv.jsonl"
+# A/B of train.compile (inductor; its warm-up steps include the compilation)
+timeout 240 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json \
+    --set train.compile=default | tee "$OUT/bench_compile.jsonl"
+fi
+
+# COMPILE=auto: the 256² run compiles when the bench above measured that >= 10% faster
+COMPILE=${COMPILE:-auto}
+if [ "$COMPILE" = auto ]; then
+COMPILE=$(python3 - "$OUT/bench.jsonl" "$OUT/bench_compile.jsonl" <<'EOF'
+import json, sys
+try:
+    rates = [json.loads(open(p).readline())["lightweight"]["images_per_s"] for p in sys.argv[1:]]
+except (OSError, ValueError, KeyError):
+    rates = [1.0, 0.0]
+print("default" if rates[1] >= 1.1 * rates[0] else "none")
+EOF
+)
 fi
 
 train_run() {  # name, seconds, then echoseg train arguments
@@ -62,7 +79,9 @@ train_run() {  # name, seconds, then echoseg train arguments
 if has train256; then
 stamp "paper schedule at 256², $EPOCHS epochs"
 RESERVE=$(has train224 && echo 230 || echo 15)
-train_run lw256 $(($(left) - RESERVE)) configs/lightweight.yaml --set train.epochs="$EPOCHS"
+stamp "train.compile=$COMPILE"
+train_run lw256 $(($(left) - RESERVE)) configs/lightweight.yaml --set train.epochs="$EPOCHS" \
+    --set train.compile="$COMPILE"
 fi
 
 if has train224; then

@@ -116,4 +116,7 @@ def test_the_stage_3_recipe_of_the_bundled_weights_is_its_recorded_config():
     overrides = ["seed=3", "data.root=../shared/data/camus224",
                  f"train.init_from={recorded['train']['init_from']}"]
     cfg = asdict(load_config("lightweight_camus224_dice", overrides))
+    # keys added after the weights were trained must resolve to their defaults
+    newer = {k: cfg["train"].pop(k) for k in set(cfg["train"]) - set(recorded["train"])}
+    assert newer == {"compile": "none"}
     assert cfg == recorded

@@ -10,6 +10,7 @@ import torch
 from echoseg.config import Config
 from echoseg.losses import build_loss
 from echoseg.models import build_model
+from echoseg.training import compiling
 from echoseg.training.loop import autocast_dtype, prepare_device, train_step
 from echoseg.training.optim import build_optimizer
 
@@ -31,6 +32,7 @@ def training_step(config: Config, device: torch.device) -> tuple[Callable[[], No
     model = build_model(config.model).to(device).train()
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    stepping = compiling.for_training(model, cfg.compile)
     loss_fn = build_loss(config.loss)
     optimizer = build_optimizer(model.parameters(), cfg)
     amp = autocast_dtype(cfg.precision, device)
@@ -39,7 +41,7 @@ def training_step(config: Config, device: torch.device) -> tuple[Callable[[], No
     y = torch.randint(0, config.model.num_classes, (cfg.batch_size, s, s), device=device)
 
     def step() -> None:
-        train_step(model, x, y, loss_fn, optimizer, amp, cfg.channels_last)
+        train_step(stepping, x, y, loss_fn, optimizer, amp, cfg.channels_last)
 
     return step, amp
 
@@ -64,7 +66,8 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     precision = str(amp).replace("torch.", "") if amp else "fp32"
     return {"images_per_s": steps * cfg.batch_size / seconds, "batch_size": cfg.batch_size,
             "size": config.data.size, "precision": precision,
-            "channels_last": cfg.channels_last, "steps": steps, "device": str(device),
+            "channels_last": cfg.channels_last, "compile": cfg.compile, "steps": steps,
+            "device": str(device),
             "threads": torch.get_num_threads()}
 
 

@@ -21,7 +21,7 @@ from echoseg.errors import EchosegError
 from echoseg.labels import STRUCTURES
 from echoseg.losses import build_loss
 from echoseg.models import build_model
-from echoseg.training import provenance, swa
+from echoseg.training import compiling, provenance, swa
 from echoseg.training.batches import BatchSource
 from echoseg.training.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
 from echoseg.training.data import load_training_arrays
@@ -77,6 +77,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     out = Path(out_dir)
     dev = resolve_device(device)
     swa.check_swa_epochs(config.train.swa_epochs, config.train.epochs)
+    compiling.check_mode(config.train.compile)
     prepare_device(dev, config.train.threads)
     if (out / "last.pt").exists() and not resume:
         raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
@@ -92,6 +93,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     cl = config.train.channels_last
     if cl:
         model = model.to(memory_format=torch.channels_last)
+    stepping = compiling.for_training(model, config.train.compile)
     loss_fn = build_loss(config.loss)
     optimizer = build_optimizer(model.parameters(), config.train)
     scheduler = build_scheduler(optimizer, config.train)
@@ -129,7 +131,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
             if stopper.should_stop:
                 break
             t0 = time.perf_counter()
-            train_loss = _train_epoch(model, batches, epoch, loss_fn, optimizer, amp, cl,
+            train_loss = _train_epoch(stepping, batches, epoch, loss_fn, optimizer, amp, cl,
                                       progress, out, teachers, config.train.distill_weight)
             metrics = _validate(model, arrays, loss_fn, dev, amp, cl)
             lr = optimizer.param_groups[0]["lr"]
