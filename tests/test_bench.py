@@ -20,6 +20,7 @@ def test_bench_train_reports_images_per_second(capsys):
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out)["unet0"]
     assert result["images_per_s"] > 0 and result["batch_size"] == 2 and result["size"] == 32
+    assert result["warmup_s"] > 0 and result["compile"] == "none" and result["steps"] == 1
 
 
 def test_bench_unknown_name_is_one_line(capsys):

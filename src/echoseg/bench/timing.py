@@ -50,21 +50,25 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
                         warmup: int = 2) -> dict:
     """Images per second of full training steps (forward, loss, backward, optimiser step).
 
-    Uses the run's own precision/channels_last settings and random images and labels of the
-    config's grid size and batch size. Returns a dict with ``images_per_s`` and the settings.
+    Uses the run's own precision/channels_last/compile settings and random images and labels
+    of the config's grid size and batch size. Returns a dict with ``images_per_s``,
+    ``warmup_s`` (seconds of the untimed first steps, a compilation included) and the settings.
     """
     step, amp = training_step(config, device)
     cfg = config.train
+    t0 = time.perf_counter()
     for _ in range(warmup):
         step()
     _sync(device)
+    warmup_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     _sync(device)
     seconds = time.perf_counter() - t0
     precision = str(amp).replace("torch.", "") if amp else "fp32"
-    return {"images_per_s": steps * cfg.batch_size / seconds, "batch_size": cfg.batch_size,
+    return {"images_per_s": steps * cfg.batch_size / seconds, "warmup_s": warmup_s,
+            "batch_size": cfg.batch_size,
             "size": config.data.size, "precision": precision,
             "channels_last": cfg.channels_last, "compile": cfg.compile, "steps": steps,
             "device": str(device),
