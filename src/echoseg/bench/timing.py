@@ -68,11 +68,9 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     seconds = time.perf_counter() - t0
     precision = str(amp).replace("torch.", "") if amp else "fp32"
     return {"images_per_s": steps * cfg.batch_size / seconds, "warmup_s": warmup_s,
-            "batch_size": cfg.batch_size,
-            "size": config.data.size, "precision": precision,
+            "batch_size": cfg.batch_size, "size": config.data.size, "precision": precision,
             "channels_last": cfg.channels_last, "compile": cfg.compile, "steps": steps,
-            "device": str(device),
-            "threads": torch.get_num_threads()}
+            "device": str(device), "threads": torch.get_num_threads()}
 
 
 @torch.no_grad()
