@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# One GPU session, start to finish: measure training speed, run the paper's 100-epoch schedule
-# at 256² (the speed target of issue 3) and train the shipped recipe at the native 224 grid
-# (two seeds at once), then pack each run folder (best.pt without optimizer state) under $OUT.
+# One GPU session, start to finish: measure training speed (eager and compiled), run the paper's
+# 100-epoch schedule at 256² (the speed target of issue 3: its wall_s in runs.txt) and, when
+# asked, train the shipped recipe at the native 224 grid (two seeds at once), then pack each run
+# folder (best.pt without optimizer state) under $OUT.
 #
 #   DATA=path/to/camus224 OUT=results BUDGET=520 bash benchmarks/gpu_train.sh
 #
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
-# STAGES picks the steps (default "bench train256 train224").
+# STAGES picks the steps (default "bench train256"; add train224 for the shipped recipe, which
+# then reserves 230 s of the budget and cuts the 256² run short).
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
 # Set ECHOSEG_GIT_COMMIT to the commit you ship: a copied tree's .git may be stale.
 set -u
@@ -17,7 +19,7 @@ OUT=${OUT:-gpu_out}
 DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-100}
 RUNS=${RUNS:-/tmp/echoseg_runs}
-STAGES=${STAGES:-bench train256 train224}
+STAGES=${STAGES:-bench train256}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 mkdir -p "$OUT" "$RUNS"
 exec > >(tee -a "$OUT/log.txt") 2>&1
