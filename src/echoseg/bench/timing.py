@@ -8,11 +8,8 @@ from collections.abc import Callable
 import torch
 
 from echoseg.config import Config
-from echoseg.losses import build_loss
 from echoseg.models import build_model
-from echoseg.training import compiling
-from echoseg.training.loop import autocast_dtype, prepare_device, train_step
-from echoseg.training.optim import build_optimizer
+from echoseg.training.loop import prepare_device, step_parts, train_step
 
 
 def _sync(device: torch.device) -> None:
@@ -29,13 +26,7 @@ def training_step(config: Config, device: torch.device) -> tuple[Callable[[], No
     torch.manual_seed(0)
     prepare_device(device)
     cfg = config.train
-    model = build_model(config.model).to(device).train()
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    stepping = compiling.for_training(model, cfg.compile)
-    loss_fn = build_loss(config.loss)
-    optimizer = build_optimizer(model.parameters(), cfg)
-    amp = autocast_dtype(cfg.precision, device)
+    _, stepping, loss_fn, optimizer, amp = step_parts(config, build_model(config.model), device)
     s = config.data.size
     x = torch.rand(cfg.batch_size, 1, s, s, device=device)
     y = torch.randint(0, config.model.num_classes, (cfg.batch_size, s, s), device=device)

@@ -67,6 +67,21 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
+def step_parts(config: Config, model: torch.nn.Module, device: torch.device) -> tuple:
+    """What :func:`train_step` needs for ``config``: ``(model, stepping, loss_fn, optimizer,
+    amp)`` -- ``model`` moved to ``device`` in the run's memory layout, the module that steps
+    it (``model`` itself or its ``train.compile`` wrapper, sharing its weights), the run's
+    loss, its optimiser over ``model``'s parameters and its autocast dtype (None: fp32).
+    Training and ``echoseg bench --train`` both build their steps here."""
+    model = model.to(device)
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    stepping = compiling.for_training(model, config.train.compile)
+    optimizer = build_optimizer(model.parameters(), config.train)
+    return (model, stepping, build_loss(config.loss), optimizer,
+            autocast_dtype(config.train.precision, device))
+
+
 def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: str = "auto",
           quiet: bool = False) -> dict:
     """Train ``config`` into ``out_dir``; returns the last history row plus ``best_epoch``.
@@ -89,16 +104,10 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     model = build_model(config.model)
     if config.train.init_from and not resume:
         _init_weights(model, config.train.init_from)
-    model = model.to(dev)
+    model, stepping, loss_fn, optimizer, amp = step_parts(config, model, dev)
     cl = config.train.channels_last
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    stepping = compiling.for_training(model, config.train.compile)
-    loss_fn = build_loss(config.loss)
-    optimizer = build_optimizer(model.parameters(), config.train)
     scheduler = build_scheduler(optimizer, config.train)
     stopper = EarlyStopping(config.train.early_stopping_patience)
-    amp = autocast_dtype(config.train.precision, dev)
     history: list[dict] = []
     prov = provenance.collect(str(dev), config.seed)
     start_epoch = 1
