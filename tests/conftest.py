@@ -18,10 +18,17 @@ SIZES = {"2CH": (50, 40), "4CH": (44, 36)}  # (H, W) pixels
 N_FRAMES = 4
 
 
+@pytest.fixture(scope="session")
+def _kernel_cache(tmp_path_factory) -> Path:
+    """One C-kernel cache for the session: each kernel is compiled once, not once per test."""
+    return tmp_path_factory.mktemp("echoseg-kernels")
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Keep every test's array cache out of the user's ~/.cache."""
+def _private_cache(tmp_path_factory, monkeypatch, _kernel_cache):
+    """Keep every test's array cache and compiled kernels out of the user's ~/.cache."""
     monkeypatch.setenv("ECHOSEG_CACHE", str(tmp_path_factory.mktemp("echoseg-cache")))
+    monkeypatch.setenv("ECHOSEG_KERNEL_CACHE", str(_kernel_cache))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from echoseg.models.bn_mish import norm_act
 from echoseg.models.dispatch import low_res_upconv
 from echoseg.models.layers import make_act, make_norm
 from echoseg.models.upconv import conv_upsampled_cat
@@ -13,7 +14,8 @@ from echoseg.models.upsample import upsample_nearest
 
 class ConvNormAct(nn.Sequential):
     """3x3 convolution -> norm -> activation. The conv has a bias only when there is no norm
-    (a bias right before a normalization is cancelled by it)."""
+    (a bias right before a normalization is cancelled by it). BatchNorm + Mish may run as one
+    fused CPU kernel (see bn_mish.py); the modules and state dict are the same either way."""
 
     def __init__(self, cin: int, cout: int, norm: str, act: str, slope: float, stride: int = 1):
         super().__init__(
@@ -21,6 +23,10 @@ class ConvNormAct(nn.Sequential):
             make_norm(norm, cout),
             make_act(act, slope),
         )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, norm, act = self
+        return norm_act(norm, act, conv(x))
 
 
 class ConvBlock(nn.Module):
@@ -91,4 +97,4 @@ def decode_level(up: Up, block: ConvBlock, x: torch.Tensor, skip: torch.Tensor) 
     if up.mode != "nearest" or block.residual or not low_res_upconv(x):
         return block(up(x, skip))
     conv, norm, act = block.conv1
-    return block.conv2(act(norm(conv_upsampled_cat(x, skip, conv.weight, conv.bias))))
+    return block.conv2(norm_act(norm, act, conv_upsampled_cat(x, skip, conv.weight, conv.bias)))

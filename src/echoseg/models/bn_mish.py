@@ -1,0 +1,148 @@
+"""BatchNorm followed by Mish as one C kernel pair on CPU (native/bn_mish.c).
+
+In the lightweight model every convolution is followed by BatchNorm and Mish. Run as two
+modules on bf16 channels-last activations, they make six passes over memory forward and
+backward and keep two extra copies of each activation for the backward pass (BatchNorm's output
+and Mish's derivative). The fused kernels make two passes each way, store nothing but batch
+statistics, and recompute the Mish derivative from the convolution's output in the backward.
+
+The parameters and buffers stay those of the ``nn.BatchNorm2d`` (same state dict); the running
+statistics are updated exactly as the module does (momentum or cumulative average, unbiased
+variance). Results match the unfused bf16 path to bf16 rounding: the Mish exponential is a
+polynomial good to ~2 float ulp, and statistics are summed in float per block of rows, then in
+double.
+
+:func:`norm_act` picks the path: the fused kernels for a training-mode BatchNorm2d and
+:class:`~echoseg.models.mish.Mish` on a bf16 channels-last CPU tensor in eager mode (the
+training fast path, autocast on); in eval mode the same tensor gets one pass of
+``mish(x * scale + shift)`` from the running statistics. Everything else, or
+``ECHOSEG_FUSED_BN_MISH=0``, or no C compiler, runs ``act(norm(x))``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from echoseg.models import native
+from echoseg.models.dispatch import eager_cpu
+from echoseg.models.mish import Mish
+
+_PTR, _I64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+_SIGNATURES = {  # every kernel takes the thread count first
+    "echoseg_affine_mish": [_INT, _PTR, _I64, _I64, _PTR, _PTR, _PTR],
+    "echoseg_bn_mish_forward": [_INT, _PTR, _I64, _I64, _PTR, _PTR, _FLOAT, _PTR, _PTR, _PTR],
+    "echoseg_bn_mish_backward": [_INT, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _FLOAT, _PTR, _PTR,
+                                 _PTR, _PTR, _PTR],
+}
+
+
+def _library() -> ctypes.CDLL | None:
+    lib = native.load("bn_mish")
+    if lib is not None and not getattr(lib, "_echoseg_typed", False):
+        for name, argtypes in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = argtypes, None
+        lib._echoseg_typed = True
+    return lib
+
+
+def _call(name: str, *args) -> None:
+    """Call kernel ``name``; tensors are passed as data pointers, the thread count is
+    PyTorch's intra-op count."""
+    values = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+    getattr(_library(), name)(torch.get_num_threads(), *values)
+
+
+def _rows_channels(x: torch.Tensor) -> tuple[int, int]:
+    return x.numel() // x.shape[1], x.shape[1]
+
+
+def _param(p: torch.Tensor) -> torch.Tensor:
+    return p.detach().float().contiguous()
+
+
+class _BatchNormMish(torch.autograd.Function):
+    """(x, weight, bias, eps) -> (mish(batch_norm(x)), batch mean, biased batch variance)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        m, c = _rows_channels(x)
+        y = torch.empty_like(x)
+        mean, var = x.new_empty(c, dtype=torch.float32), x.new_empty(c, dtype=torch.float32)
+        gamma, beta = _param(weight), _param(bias)
+        _call("echoseg_bn_mish_forward", x, m, c, gamma, beta, eps, mean, var, y)
+        ctx.save_for_backward(x, gamma, beta, mean, var)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor, _mean_grad, _var_grad):
+        x, gamma, beta, mean, var = ctx.saved_tensors
+        grad = grad.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        m, c = _rows_channels(x)
+        grad_x = torch.empty_like(x)
+        grad_gamma, grad_beta = torch.empty_like(gamma), torch.empty_like(beta)
+        _call("echoseg_bn_mish_backward", grad, x, m, c, gamma, beta, ctx.eps, mean, var,
+              grad_x, grad_gamma, grad_beta)
+        return grad_x, grad_gamma, grad_beta, None
+
+
+def _fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
+    return (
+        type(norm) is nn.BatchNorm2d and isinstance(act, Mish) and norm.affine
+        and x.dtype == torch.bfloat16 and x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and os.environ.get("ECHOSEG_FUSED_BN_MISH", "1") != "0"
+        and eager_cpu(x)
+        and (norm.training or norm.running_mean is not None)
+        and _library() is not None
+    )
+
+
+def norm_act(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``act(norm(x))``; fused C kernels where they apply (see the module docstring).
+
+    x (N, C, H, W); returns a tensor of the same shape, dtype and layout. A training-mode
+    BatchNorm updates its running statistics either way.
+    """
+    if not _fusable(norm, act, x):
+        return act(norm(x))
+    if norm.training:
+        # one value per channel: let nn.BatchNorm2d raise its own error
+        return _train(norm, x) if x.numel() > x.shape[1] else act(norm(x))
+    if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad):
+        return act(norm(x))
+    return _eval(norm, x)
+
+
+def _train(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    y, mean, var = _BatchNormMish.apply(x, norm.weight, norm.bias, norm.eps)
+    if norm.track_running_stats and norm.running_mean is not None:
+        with torch.no_grad():
+            factor = norm.momentum
+            if norm.num_batches_tracked is not None:
+                norm.num_batches_tracked.add_(1)
+                if factor is None:  # cumulative moving average, as nn.BatchNorm2d
+                    factor = 1.0 / float(norm.num_batches_tracked)
+            m = x.numel() // x.shape[1]
+            norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
+            norm.running_var.mul_(1 - factor).add_(var, alpha=factor * m / max(m - 1, 1))
+    return y
+
+
+def _eval(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        scale = _param(norm.weight) * torch.rsqrt(norm.running_var.float() + norm.eps)
+        shift = _param(norm.bias) - norm.running_mean.float() * scale
+        y = torch.empty_like(x)
+        m, c = _rows_channels(x)
+        _call("echoseg_affine_mish", x, m, c, scale.contiguous(), shift.contiguous(), y)
+    return y
+

@@ -1,0 +1,96 @@
+"""echoseg's C kernels: compiled on first use with the system C compiler, loaded with ctypes.
+
+Each ``NAME.c`` here is built once per source, compiler, flags and CPU into
+``$ECHOSEG_KERNEL_CACHE`` (default: ``kernels/`` in echoseg's cache, ``$ECHOSEG_CACHE`` or
+``~/.cache/echoseg``), with ``-O3 -march=native``
+and OpenMP, and the shared library is written atomically so that concurrent processes never
+load a half-written file. Building takes under a second; it needs no PyTorch headers and no
+build system, only ``cc`` (or ``$CC``), which ``torch.compile`` on CPU needs as well. The
+libraries link ``libgomp.so.1``, which is the OpenMP runtime PyTorch has already loaded, so
+both share one thread pool.
+
+:func:`load` returns ``None`` (and warns once) when no compiler or no OpenMP is available or
+``ECHOSEG_NATIVE=0``; callers then use PyTorch's own operators.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from importlib import resources
+from pathlib import Path
+
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
+_X86_FLAGS = ["-mprefer-vector-width=512"]  # gcc would use 256-bit vectors on some AVX-512 CPUs
+_loaded: dict[str, ctypes.CDLL | None] = {}
+
+
+def load(name: str) -> ctypes.CDLL | None:
+    """The shared library built from ``NAME.c`` in this package, or None where it cannot be
+    built (one RuntimeWarning says why; the result is remembered for the process)."""
+    if name not in _loaded:
+        _loaded[name] = _build_and_load(name)
+    return _loaded[name]
+
+
+def _build_and_load(name: str) -> ctypes.CDLL | None:
+    if os.environ.get("ECHOSEG_NATIVE", "1") == "0":
+        return None
+    try:
+        return ctypes.CDLL(str(_build(name)))
+    except (OSError, subprocess.SubprocessError) as exc:
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        warnings.warn(f"echoseg: C kernel {name!r} unavailable ({first_line}); using PyTorch's "
+                      "operators instead", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _build(name: str) -> Path:
+    """Path of the compiled library for ``NAME.c``, compiling it if the cache lacks it."""
+    source = resources.files(__name__).joinpath(f"{name}.c").read_bytes()
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler) is None:
+        raise OSError(f"no C compiler {compiler!r} on PATH (set CC)")
+    flags = _FLAGS + (_X86_FLAGS if platform.machine().lower() in ("x86_64", "amd64") else [])
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    key = hashlib.sha256(b"\0".join(
+        [source, compiler.encode(), " ".join(flags).encode(), version.encode(), _cpu().encode()]
+    )).hexdigest()[:16]
+    cache = Path(os.environ.get("ECHOSEG_KERNEL_CACHE") or _cache_root() / "kernels")
+    target = cache / f"{name}-{key}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        src, out = Path(tmp) / f"{name}.c", Path(tmp) / f"{name}.so"
+        src.write_bytes(source)
+        done = subprocess.run([compiler, *flags, "-o", str(out), str(src)],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise OSError(f"{compiler} failed on {name}.c: "
+                          f"{(done.stderr.strip().splitlines() or ['no message'])[0]}")
+        os.replace(out, target)
+    return target
+
+
+def _cache_root() -> Path:
+    # echoseg.data.cache.cache_root, without importing the data layer into the models
+    return Path(os.environ.get("ECHOSEG_CACHE") or Path.home() / ".cache" / "echoseg")
+
+
+def _cpu() -> str:
+    """What -march=native depends on: the CPU's feature flags on Linux, else its name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

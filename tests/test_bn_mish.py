@@ -1,0 +1,225 @@
+"""Fused BatchNorm + Mish C kernels: same values, gradients and running statistics as the
+modules, the same dispatch rules, and a clean fallback without a C compiler."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from echoseg.config import ModelConfig
+from echoseg.models import bn_mish, native
+from echoseg.models.bn_mish import norm_act
+from echoseg.models.mish import Mish
+from echoseg.models.unet import build_model
+
+needs_kernel = pytest.mark.skipif(bn_mish._library() is None, reason="no C compiler here")
+
+# (N, C, H, W): channel counts of the model, one that does not divide the 1024-element block
+# (48: the last block of rows is short), one above the block (1100: one row per block and a
+# tail of 12 channels outside the 16-lane vectors)
+SHAPES = [(4, 16, 8, 8), (2, 32, 16, 16), (2, 48, 5, 7), (2, 24, 9, 9), (2, 1100, 2, 3)]
+
+
+def _bn(channels: int, seed: int = 0, momentum: float | None = 0.1) -> nn.BatchNorm2d:
+    torch.manual_seed(seed)
+    bn = nn.BatchNorm2d(channels, momentum=momentum)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_(0.0, 0.5)
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+    return bn
+
+
+def _input(shape, seed: int = 1, scale: float = 3.0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    x = (torch.randn(shape) * scale + 1.0).bfloat16()
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _reference(bn: nn.BatchNorm2d, x: torch.Tensor, grad: torch.Tensor):
+    """Output, input/weight/bias gradients of BatchNorm + Mish in float32 on x's values."""
+    xf = x.float().requires_grad_()
+    y = F.mish(bn(xf))
+    y.backward(grad.float())
+    return y.detach(), xf.grad, bn.weight.grad, bn.bias.grad
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", SHAPES)
+def test_training_matches_batchnorm_then_mish(shape):
+    bn_fused, x = _bn(shape[1]), _input(shape)
+    bn_ref = copy.deepcopy(bn_fused)
+    grad = _input(shape, seed=2, scale=1.0)
+    x.requires_grad_()
+    y = norm_act(bn_fused, Mish(), x)
+    y.backward(grad)
+    ref_y, ref_gx, ref_gw, ref_gb = _reference(bn_ref, x.detach(), grad)
+
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    # the output is ref_y rounded to bf16 (2^-9 relative), give or take one bf16 step
+    torch.testing.assert_close(y.float(), ref_y, rtol=8e-3, atol=1e-5)
+    # gradients pass through two bf16 roundings, as on the unfused bf16 path
+    assert x.grad.dtype == torch.bfloat16
+    assert _rel(x.grad, ref_gx) < 1e-2
+    assert _rel(bn_fused.weight.grad, ref_gw) < 1e-2
+    assert _rel(bn_fused.bias.grad, ref_gb) < 1e-2
+    torch.testing.assert_close(bn_fused.running_mean, bn_ref.running_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn_fused.running_var, bn_ref.running_var, rtol=1e-5, atol=1e-6)
+    assert bn_fused.num_batches_tracked.item() == bn_ref.num_batches_tracked.item() == 1
+
+
+@needs_kernel
+def test_cumulative_average_without_momentum():
+    """momentum=None (SWA's BatchNorm refresh): the running statistics average all batches."""
+    bn_fused = _bn(32, momentum=None)
+    bn_ref = copy.deepcopy(bn_fused)
+    with torch.no_grad():
+        for seed in range(3):
+            x = _input((2, 32, 8, 8), seed=seed)
+            norm_act(bn_fused, Mish(), x)
+            bn_ref(x.float())
+    torch.testing.assert_close(bn_fused.running_mean, bn_ref.running_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn_fused.running_var, bn_ref.running_var, rtol=1e-5, atol=1e-6)
+    assert bn_fused.num_batches_tracked.item() == 3
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", SHAPES)
+def test_eval_uses_running_statistics(shape):
+    bn, x = _bn(shape[1]).eval(), _input(shape)
+    with torch.no_grad():
+        y = norm_act(bn, Mish(), x)
+        ref = F.mish(bn(x.float()))
+    torch.testing.assert_close(y.float(), ref, rtol=8e-3, atol=1e-5)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@needs_kernel
+def test_linear_and_saturated_ends():
+    """Past the linear threshold mish(u) = u exactly; far below zero it underflows to -0/0."""
+    bn = nn.BatchNorm2d(16).eval()  # identity: running mean 0, var 1, weight 1, bias 0
+    values = torch.tensor([-1e4, -200.0, -90.0, -20.0, 0.0, 19.9, 20.5, 100.0, 3e4])
+    x = values.repeat(16, 1).reshape(1, 16, 9, 1).bfloat16()
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y = norm_act(bn, Mish(), x)[0, 0, :, 0].float()
+    ref = F.mish(values.bfloat16().float() / (1 + bn.eps) ** 0.5)
+    torch.testing.assert_close(y, ref.bfloat16().float(), rtol=8e-3, atol=1e-30)
+    assert torch.isfinite(y).all()
+
+
+@needs_kernel
+def test_repeatable_bit_for_bit():
+    results = []
+    for _ in range(2):
+        bn, x = _bn(32), _input((4, 32, 16, 16)).requires_grad_()
+        y = norm_act(bn, Mish(), x)
+        y.backward(_input(x.shape, seed=5))
+        results.append((y, x.grad, bn.weight.grad, bn.running_var))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def _fused_calls(monkeypatch) -> list:
+    calls = []
+    real = bn_mish._BatchNormMish.apply
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(bn_mish._BatchNormMish, "apply", spy)
+    return calls
+
+
+@needs_kernel
+def test_dispatch_only_on_bf16_channels_last_cpu(monkeypatch):
+    calls = _fused_calls(monkeypatch)
+    bn, x = _bn(16), _input((2, 16, 4, 4))
+    norm_act(bn, Mish(), x)
+    assert len(calls) == 1
+    norm_act(bn, Mish(), x.float())  # fp32: the modules
+    norm_act(bn, Mish(), x.contiguous())  # NCHW: the modules
+    norm_act(bn, nn.ReLU(), x)  # another activation
+    norm_act(nn.InstanceNorm2d(16, affine=True), Mish(), x)  # another norm
+    assert len(calls) == 1
+    monkeypatch.setenv("ECHOSEG_FUSED_BN_MISH", "0")
+    y = norm_act(bn, Mish(), x)
+    assert len(calls) == 1
+    assert torch.equal(y, Mish()(bn(x)))
+
+
+@needs_kernel
+def test_one_value_per_channel_raises_like_batchnorm():
+    x = _input((1, 16, 1, 1))
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        norm_act(_bn(16), Mish(), x)
+
+
+@needs_kernel
+def test_lightweight_model_step_as_accurate_as_unfused(monkeypatch):
+    """One bf16 training step of a small lightweight-style model, against the same step in
+    float32: the fused kernels are as close to it as the unfused bf16 modules (the state dict
+    is the same either way)."""
+    cfg = ModelConfig(encoder=[16, 16, 32], decoder=[16, 8], norm="batch", act="mish",
+                      deep_supervision=False)
+    torch.manual_seed(0)
+    base = build_model(cfg).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 32, 32).contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 4, (4, 32, 32))
+    runs = {}
+    for name, fused, bf16 in (("fp32", "0", False), ("fused", "1", True), ("modules", "0", True)):
+        monkeypatch.setenv("ECHOSEG_FUSED_BN_MISH", fused)
+        model = copy.deepcopy(base).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(x).float(), target)
+        loss.backward()
+        runs[name] = (loss.item(), model)
+    (loss_ref, ref), (loss_fused, fused), (loss_modules, modules) = runs.values()
+    assert abs(loss_fused - loss_ref) <= max(2 * abs(loss_modules - loss_ref), 1e-3)
+    assert list(fused.state_dict()) == list(ref.state_dict())
+    grads = [(_rel(f.grad, r.grad), _rel(m.grad, r.grad)) for f, m, r in
+             zip(fused.parameters(), modules.parameters(), ref.parameters(), strict=True)]
+    fused_err, modules_err = (sorted(e)[len(e) // 2] for e in zip(*grads, strict=True))
+    assert fused_err <= 1.5 * modules_err + 1e-3, (fused_err, modules_err)
+    for name, buf in fused.named_buffers():
+        torch.testing.assert_close(buf, dict(ref.named_buffers())[name], rtol=1e-2, atol=1e-3,
+                                   msg=name)
+
+
+def test_without_a_compiler_warns_once_and_uses_the_modules(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv("ECHOSEG_KERNEL_CACHE", str(tmp_path / "kernels"))
+    monkeypatch.setattr(native, "_loaded", {})
+    with pytest.warns(RuntimeWarning, match=r"C kernel 'bn_mish' unavailable \(no C compiler"):
+        assert native.load("bn_mish") is None
+    bn, x = _bn(16), _input((2, 16, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not at every call
+        y = norm_act(bn, Mish(), x)
+    assert torch.equal(y, Mish()(copy.deepcopy(_bn(16))(x)))
+    assert not (tmp_path / "kernels").exists()
+
+
+@needs_kernel
+def test_compiled_once_into_the_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECHOSEG_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_loaded", {})
+    assert native.load("bn_mish") is not None
+    built = list(tmp_path.iterdir())
+    assert len(built) == 1 and built[0].name.startswith("bn_mish-") and built[0].suffix == ".so"
+    stamp = built[0].stat().st_mtime_ns
+    monkeypatch.setattr(native, "_loaded", {})
+    assert native.load("bn_mish") is not None
+    assert [p.stat().st_mtime_ns for p in tmp_path.iterdir()] == [stamp]
