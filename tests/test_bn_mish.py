@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from echoseg import native
 from echoseg.config import ModelConfig
-from echoseg.models import bn_mish, native
+from echoseg.models import bn_mish
 from echoseg.models.bn_mish import norm_act
 from echoseg.models.mish import Mish
 from echoseg.models.unet import build_model

@@ -7,14 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from echoseg.losses.dice import (
-    SMOOTH,
-    BlockCounts,
-    block_counts,
-    coarse_parts,
-    dice_from_parts,
-    softmax_parts,
-)
+from echoseg.losses.class_sums import class_sums
+from echoseg.losses.dice import SMOOTH, BlockCounts, batch_dice, block_counts, coarse_parts
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -24,7 +18,7 @@ def ce_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts) -> torch.T
     :class:`BlockCounts` at a finer grid), in float32."""
     if isinstance(target, BlockCounts):
         return coarse_parts(logits, target)[0]
-    return -softmax_parts(logits, target)[1].mean()
+    return class_sums(logits, target).ce_sum / target.numel()
 
 
 def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts) -> torch.Tensor:
@@ -36,9 +30,9 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts) -> to
     if isinstance(target, BlockCounts):
         ce, dice = coarse_parts(logits, target)
         return 0.5 * (1 - dice[1:].mean()) + 0.5 * ce
-    probs, logp_true = softmax_parts(logits, target)
-    dice = dice_from_parts(probs, logp_true.exp(), target, SMOOTH)[1:].mean()
-    return 0.5 * (1 - dice) + 0.5 * -logp_true.mean()
+    sums = class_sums(logits, target)
+    dice = batch_dice(sums, SMOOTH)[1:].mean()
+    return 0.5 * (1 - dice) + 0.5 * sums.ce_sum / target.numel()
 
 
 class DeepSupervisionLoss:

@@ -1,10 +1,6 @@
-"""Soft Dice (and the pieces cross-entropy shares with it), in float32 without a one-hot target.
-
-Everything is computed in float32, even when the logits come from a bf16 autocast region. The
-softmax is written out with broadcasting over the class axis (C = 4 is tiny): it keeps the
-logits' memory layout (channels_last stays channels_last) and, with per-class sums done by
-``scatter_add``/``bincount`` instead of a one-hot product, costs about a third of
-``torch.log_softmax`` + one-hot on CPU for these shapes.
+"""Soft Dice in float32 without a one-hot target: batch Dice from the per-class sums of
+class_sums.py (a C kernel for bf16 logits on CPU), per-image Dice for the metrics, and the
+coarse (deep-supervision) scores from per-block label counts.
 """
 
 from __future__ import annotations
@@ -13,6 +9,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from echoseg.losses.class_sums import ClassSums, class_sums, softmax_parts
 
 SMOOTH = 1e-5
 
@@ -59,37 +57,24 @@ def _dice(inter: torch.Tensor, p_sum: torch.Tensor, t_sum: torch.Tensor,
     return (2 * inter + smooth) / (p_sum + t_sum + smooth)
 
 
-def softmax_parts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 ``(probs, logp_true)`` of logits (N, C, H, W) and labels (N, H, W).
-
-    ``probs`` is softmax(logits) (N, C, H, W); ``logp_true`` (N, 1, H, W) is the log-probability
-    of each pixel's true class (the negative per-pixel cross-entropy).
-    """
-    x = logits.float()
-    z = x - x.amax(dim=1, keepdim=True).detach()  # softmax is shift-invariant: no grad needed
-    e = z.exp()
-    s = e.sum(dim=1, keepdim=True)
-    logp_true = z.gather(1, target.long().unsqueeze(1)) - s.log()
-    return e / s, logp_true
-
-
-def dice_from_parts(
-    probs: torch.Tensor, p_true: torch.Tensor, target: torch.Tensor,
-    smooth: float = SMOOTH, batch: bool = True,
-) -> torch.Tensor:
-    """Soft Dice of every class (0..C-1) from probs (N, C, H, W), the probability of the true
-    class p_true (N, 1, H, W) and labels (N, H, W); (C,) with ``batch``, else (N, C)."""
+def per_image_dice(logits: torch.Tensor, target: torch.Tensor,
+                   smooth: float = SMOOTH) -> torch.Tensor:
+    """Soft Dice of every class (0..C-1) of each image: (N, C) from logits (N, C, H, W) and
+    labels (N, H, W)."""
+    probs, logp_true = softmax_parts(logits, target)
     n, classes = probs.shape[:2]
     bins = target.long().reshape(n, -1)
-    if not batch:  # one set of class bins per image
-        bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)
-    size = classes if batch else n * classes
-    flat = p_true.reshape(-1)
-    inter = torch.zeros(size, device=flat.device).scatter_add(0, bins.reshape(-1), flat)
-    t_sum = torch.bincount(bins.reshape(-1), minlength=size).to(flat.dtype)
-    p_sum = probs.sum(dim=(0, 2, 3) if batch else (2, 3)).reshape(size)
-    dice = _dice(inter, p_sum, t_sum, smooth)
-    return dice if batch else dice.reshape(n, classes)
+    bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)  # per image
+    flat = logp_true.exp().reshape(-1)
+    inter = torch.zeros(n * classes, device=flat.device).scatter_add(0, bins.reshape(-1), flat)
+    t_sum = torch.bincount(bins.reshape(-1), minlength=n * classes).to(flat.dtype)
+    p_sum = probs.sum(dim=(2, 3)).reshape(n * classes)
+    return _dice(inter, p_sum, t_sum, smooth).reshape(n, classes)
+
+
+def batch_dice(sums: ClassSums, smooth: float = SMOOTH) -> torch.Tensor:
+    """Batch soft Dice of every class (C,) from the :class:`ClassSums` of a batch."""
+    return _dice(sums.inter, sums.p_sum, sums.t_sum, smooth)
 
 
 def soft_dice(
@@ -104,8 +89,9 @@ def soft_dice(
     scores each image and returns (N, C-1). The smooth term (1e-5) only keeps 0/0 finite: a
     class absent from target and prediction scores 1. Returns (C-1,) (or (N, C-1)) float32.
     """
-    probs, logp_true = softmax_parts(logits, target)
-    return dice_from_parts(probs, logp_true.exp(), target, smooth, batch)[..., 1:]
+    if not batch:
+        return per_image_dice(logits, target, smooth)[:, 1:]
+    return batch_dice(class_sums(logits, target), smooth)[1:]
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor | BlockCounts,

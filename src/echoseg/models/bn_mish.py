@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from echoseg.models import native
+from echoseg import native
 from echoseg.models.dispatch import eager_cpu
 from echoseg.models.mish import Mish
 

@@ -191,8 +191,7 @@ def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
         outputs = model(x)
-    outputs = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
-    loss = loss_fn(outputs, y)  # losses never run in bf16
+    loss = loss_fn(outputs, y)  # float32 inside, whatever the logits' dtype (see losses/)
     if teachers is not None:
         final = outputs[0] if isinstance(outputs, list) else outputs
         soft = soft_cross_entropy(final, teachers.probabilities(x, amp))

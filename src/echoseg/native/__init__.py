@@ -1,13 +1,12 @@
 """echoseg's C kernels: compiled on first use with the system C compiler, loaded with ctypes.
 
-Each ``NAME.c`` here is built once per source, compiler, flags and CPU into
-``$ECHOSEG_KERNEL_CACHE`` (default: ``kernels/`` in echoseg's cache, ``$ECHOSEG_CACHE`` or
-``~/.cache/echoseg``), with ``-O3 -march=native``
-and OpenMP, and the shared library is written atomically so that concurrent processes never
-load a half-written file. Building takes under a second; it needs no PyTorch headers and no
-build system, only ``cc`` (or ``$CC``), which ``torch.compile`` on CPU needs as well. The
-libraries link ``libgomp.so.1``, which is the OpenMP runtime PyTorch has already loaded, so
-both share one thread pool.
+Each ``NAME.c`` here (with the ``*.h`` headers beside it) is built once per source, compiler,
+flags and CPU into ``$ECHOSEG_KERNEL_CACHE`` (default: ``kernels/`` in echoseg's cache,
+``$ECHOSEG_CACHE`` or ``~/.cache/echoseg``), with ``-O3 -march=native`` and OpenMP, and the
+shared library is written atomically so that concurrent processes never load a half-written
+file. Building takes under a second; it needs no PyTorch headers and no build system, only
+``cc`` (or ``$CC``), which ``torch.compile`` on CPU needs as well. The libraries link
+``libgomp.so.1``, the OpenMP runtime PyTorch has already loaded, so both share one thread pool.
 
 :func:`load` returns ``None`` (and warns once) when no compiler or no OpenMP is available or
 ``ECHOSEG_NATIVE=0``; callers then use PyTorch's own operators.
@@ -53,16 +52,18 @@ def _build_and_load(name: str) -> ctypes.CDLL | None:
 
 def _build(name: str) -> Path:
     """Path of the compiled library for ``NAME.c``, compiling it if the cache lacks it."""
-    source = resources.files(__name__).joinpath(f"{name}.c").read_bytes()
+    package = resources.files(__name__)
+    source = package.joinpath(f"{name}.c").read_bytes()
+    headers = {f.name: f.read_bytes() for f in package.iterdir() if f.name.endswith(".h")}
     compiler = os.environ.get("CC", "cc")
     if shutil.which(compiler) is None:
         raise OSError(f"no C compiler {compiler!r} on PATH (set CC)")
     flags = _FLAGS + (_X86_FLAGS if platform.machine().lower() in ("x86_64", "amd64") else [])
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              timeout=60).stdout
-    key = hashlib.sha256(b"\0".join(
-        [source, compiler.encode(), " ".join(flags).encode(), version.encode(), _cpu().encode()]
-    )).hexdigest()[:16]
+    parts = [source, *(headers[h] for h in sorted(headers)),
+             *(text.encode() for text in (compiler, " ".join(flags), version, _cpu()))]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
     cache = Path(os.environ.get("ECHOSEG_KERNEL_CACHE") or _cache_root() / "kernels")
     target = cache / f"{name}-{key}.so"
     if target.exists():
@@ -71,7 +72,9 @@ def _build(name: str) -> Path:
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         src, out = Path(tmp) / f"{name}.c", Path(tmp) / f"{name}.so"
         src.write_bytes(source)
-        done = subprocess.run([compiler, *flags, "-o", str(out), str(src)],
+        for header, text in headers.items():
+            (Path(tmp) / header).write_bytes(text)
+        done = subprocess.run([compiler, *flags, "-o", str(out), str(src), "-lm"],
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             raise OSError(f"{compiler} failed on {name}.c: "

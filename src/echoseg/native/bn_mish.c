@@ -13,46 +13,14 @@
  * thread order: the result depends on the thread count but not on scheduling.
  * See bn_mish.py for the Python side and the accuracy checks.
  */
-#include <math.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <omp.h>
+
+#include "simd.h"
 
 #define LINEAR_ABOVE 20.0f /* mish(u) == u to float precision above this; keeps e^2u finite */
 #define BLOCK 1024         /* elements per inner loop (whole rows) */
 #define FLUSH_BLOCKS 64    /* blocks summed in float before adding to the double sums */
-
-static inline float as_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-static inline uint32_t as_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-/* comparisons instead of fminf/fmaxf: those keep NaN rules that stop vectorisation */
-static inline float min_f(float a, float b) { return a < b ? a : b; }
-static inline float max_f(float a, float b) { return a > b ? a : b; }
-
-static inline float bf16_to_f32(uint16_t h) { return as_float((uint32_t)h << 16); }
-
-static inline uint16_t f32_to_bf16(float f) { /* round to nearest even, NaN stays NaN */
-    uint32_t u = as_bits(f);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
-}
-
-/* e^x for x clamped to [-87, 88]: 2^k * e^r with |r| <= ln2/2, degree-6 polynomial (Cephes
-   coefficients), ~2 ulp in float. */
-static inline float exp_approx(float x) {
-    x = min_f(max_f(x, -87.0f), 88.0f);
-    float k = rintf(x * 1.44269504088896341f);
-    float r = x - k * 0.693359375f;
-    r = r + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + (r + 1.0f);
-    return p * as_float((uint32_t)((int32_t)k + 127) << 23);
-}
 
 /* mish(u) = u tanh(softplus(u)); with e = e^u and w = e (e + 2), tanh(softplus(u)) = w / (w + 2) */
 static inline float mish(float u) {
@@ -70,50 +38,7 @@ static inline float mish_grad(float u) {
     return u > LINEAR_ABOVE ? 1.0f : d;
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BF16__)
-/* AVX-512 versions of the element functions, 16 lanes: the compiler cannot derive these from
-   the scalar code (bf16 rounding in one instruction, reciprocal estimates, 2^k scaling). */
-#include <immintrin.h>
-#define LANES 16
-
-static inline __m512 load16(const uint16_t *p) {
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-static inline void store16(uint16_t *p, __m512 v) {
-    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
-}
-
-/* stores v rounded to bf16 at p and returns the rounded value */
-static inline __m512 store16_rounded(uint16_t *p, __m512 v) {
-    __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-    _mm256_storeu_si256((__m256i *)p, h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-static inline __m512 splat(float f) { return _mm512_set1_ps(f); }
-
-static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, splat(-87.0f)), splat(88.0f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, splat(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, splat(0.693359375f), x);
-    r = _mm512_fmadd_ps(k, splat(2.12194440e-4f), r);
-    __m512 p = _mm512_fmadd_ps(splat(1.9875691500e-4f), r, splat(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, splat(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, splat(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, splat(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, splat(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, splat(1.0f)));
-    return _mm512_scalef_ps(p, k);
-}
-
-static inline __m512 recip16(__m512 d) { /* 1/d: 14-bit estimate, one Newton step */
-    __m512 r = _mm512_rcp14_ps(d);
-    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, splat(2.0f)));
-}
-
+#ifdef LANES
 static inline __m512 mish16(__m512 u) {
     __m512 e = exp16(_mm512_min_ps(u, splat(LINEAR_ABOVE)));
     __m512 w = _mm512_mul_ps(e, _mm512_add_ps(e, splat(2.0f)));
@@ -134,10 +59,8 @@ static inline __m512 mish_grad16(__m512 u) {
                                 splat(1.0f));
 }
 
-static inline int64_t vector_end(int64_t len) { return len - len % LANES; }
-#else
-static inline int64_t vector_end(int64_t len) { (void)len; return 0; }
 #endif
+
 
 static int64_t block_rows(int64_t c) { return c >= BLOCK ? 1 : BLOCK / c; }
 

@@ -1,0 +1,122 @@
+"""What the batch Dice and cross-entropy losses need from full-resolution logits: per-class sums.
+
+For logits (N, C, H, W) and labels (N, H, W), with p = softmax over the classes:
+``inter[k]`` = sum of p_k over the pixels labelled k, ``p_sum[k]`` = sum of p_k, ``t_sum[k]`` =
+pixels labelled k, and ``ce_sum`` = sum over pixels of -log p_label. Batch soft Dice is
+``(2 inter + smooth) / (p_sum + t_sum + smooth)`` and the mean cross-entropy ``ce_sum / pixels``.
+
+On CPU, for bf16 channels-last logits (the training step under autocast), one C kernel pass
+(native/class_sums.c) computes all four, and its backward recomputes the softmax to write the
+logits' gradient in one more pass: no float32 copy of the logits, no probabilities or one-hot
+tensors in memory. Elsewhere (fp32, CUDA, tracing, no C compiler, ``ECHOSEG_FUSED_LOSS=0``)
+the same sums come from PyTorch operators.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import NamedTuple
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from echoseg import native
+from echoseg.models.dispatch import eager_cpu
+
+MAX_CLASSES = 64  # the kernel's per-pixel scratch arrays
+_PTR, _I64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+
+
+class ClassSums(NamedTuple):
+    """float32 per-class sums (C,) and the 0-dim cross-entropy sum; see the module docstring."""
+
+    inter: torch.Tensor
+    p_sum: torch.Tensor
+    t_sum: torch.Tensor
+    ce_sum: torch.Tensor
+
+
+def _library() -> ctypes.CDLL | None:
+    lib = native.load("class_sums")
+    if lib is not None and not getattr(lib, "_echoseg_typed", False):
+        lib.echoseg_class_sums.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR]
+        lib.echoseg_class_sums.restype = _I64
+        lib.echoseg_class_sums_backward.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR, _PTR,
+                                                    _FLOAT, _PTR]
+        lib.echoseg_class_sums_backward.restype = None
+        lib._echoseg_typed = True
+    return lib
+
+
+class _FusedClassSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor):
+        classes = logits.shape[1]
+        sums = torch.empty(4, classes, dtype=torch.float64)
+        bad = _library().echoseg_class_sums(torch.get_num_threads(), logits.data_ptr(),
+                                            labels.data_ptr(), labels.numel(), classes,
+                                            sums.data_ptr())
+        if bad:
+            raise ValueError(f"loss: {bad} label(s) outside 0..{classes - 1} for {classes}-class "
+                             "logits")
+        ctx.save_for_backward(logits, labels)
+        inter, p_sum, t_sum, ce = sums.float()
+        ctx.mark_non_differentiable(t_sum)
+        return inter, p_sum, t_sum, ce[0]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_inter, grad_p_sum, _grad_t_sum, grad_ce):
+        logits, labels = ctx.saved_tensors
+        classes = logits.shape[1]
+        zeros = torch.zeros(classes)
+        grad_inter = zeros if grad_inter is None else grad_inter.float().contiguous()
+        grad_p_sum = zeros if grad_p_sum is None else grad_p_sum.float().contiguous()
+        grad_ce = 0.0 if grad_ce is None else float(grad_ce)
+        grad = torch.empty_like(logits)
+        _library().echoseg_class_sums_backward(
+            torch.get_num_threads(), logits.data_ptr(), labels.data_ptr(), labels.numel(),
+            classes, grad_inter.data_ptr(), grad_p_sum.data_ptr(), grad_ce, grad.data_ptr())
+        return grad, None
+
+
+def _fusable(logits: torch.Tensor) -> bool:
+    return (
+        logits.dtype == torch.bfloat16 and logits.dim() == 4
+        and logits.shape[1] <= MAX_CLASSES
+        and logits.is_contiguous(memory_format=torch.channels_last)
+        and os.environ.get("ECHOSEG_FUSED_LOSS", "1") != "0"
+        and eager_cpu(logits)
+        and _library() is not None
+    )
+
+
+def class_sums(logits: torch.Tensor, target: torch.Tensor) -> ClassSums:
+    """:class:`ClassSums` of logits (N, C, H, W) against labels (N, H, W); differentiable with
+    respect to the logits (``t_sum`` is not)."""
+    if _fusable(logits):
+        return ClassSums(*_FusedClassSums.apply(logits, target.long().contiguous()))
+    classes = logits.shape[1]
+    probs, logp_true = softmax_parts(logits, target)
+    bins = target.long().reshape(-1)
+    inter = torch.zeros(classes, device=logits.device).scatter_add(
+        0, bins, logp_true.exp().reshape(-1))
+    t_sum = torch.bincount(bins, minlength=classes).float()
+    return ClassSums(inter, probs.sum(dim=(0, 2, 3)), t_sum, -logp_true.sum())
+
+
+def softmax_parts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 ``(probs, logp_true)`` of logits (N, C, H, W) and labels (N, H, W).
+
+    ``probs`` is softmax(logits) (N, C, H, W); ``logp_true`` (N, 1, H, W) is the log-probability
+    of each pixel's true class (the negative per-pixel cross-entropy). Written out with
+    broadcasting over the (tiny) class axis, it keeps the logits' layout (channels_last stays
+    channels_last) and costs about a third of ``log_softmax`` + one-hot on CPU.
+    """
+    x = logits.float()
+    z = x - x.amax(dim=1, keepdim=True).detach()  # softmax is shift-invariant: no grad needed
+    e = z.exp()
+    s = e.sum(dim=1, keepdim=True)
+    logp_true = z.gather(1, target.long().unsqueeze(1)) - s.log()
+    return e / s, logp_true

@@ -1,0 +1,230 @@
+/* Per-class sums of a softmax against integer labels: everything echoseg's Dice and
+ * cross-entropy losses need from the full-resolution logits, in one pass (see
+ * echoseg/losses/class_sums.py).
+ *
+ * logits: bf16, `pixels` rows of `c` classes (an NHWC tensor); labels: int64, one per pixel.
+ * Forward, with p = softmax over the classes of a pixel and y its label, for each class k:
+ *   inter[k] = sum of p_k over pixels with y = k,   psum[k] = sum of p_k,
+ *   count[k] = number of pixels with y = k,         ce = sum over pixels of -log p_y
+ * (all in sums[4][c], double; ce in sums[3][0]). Returns how many labels lie outside [0, c):
+ * those pixels count in psum only.
+ * Backward: the gradient of the logits (bf16) from the gradients of inter, psum and ce,
+ * recomputing the softmax: dz_j = p_j (g_j - sum_k p_k g_k) + w (p_j - [j = y]) with
+ * g_k = grad_psum[k] + [k = y] grad_inter[k] and w = grad_ce.
+ *
+ * Four classes (the CAMUS labels) run four pixels per AVX-512 vector; other class counts, and
+ * CPUs without AVX-512 BF16, run the scalar loop. Sums are kept in float over FLUSH_GROUPS
+ * vectors, then in double, and combined in thread order.
+ */
+#include <stdlib.h>
+#include <omp.h>
+
+#include "simd.h"
+
+#define FLUSH_GROUPS 256
+
+/* Softmax of one pixel's c logits into p; returns log(sum_k e^(z_k - max)) and the shifted
+   logits z_k - max in shifted. */
+static float softmax_pixel(const uint16_t *z, int64_t c, float *p, float *shifted) {
+    float m = bf16_to_f32(z[0]), s = 0.0f;
+    for (int64_t k = 1; k < c; k++) m = max_f(m, bf16_to_f32(z[k]));
+    for (int64_t k = 0; k < c; k++) {
+        shifted[k] = bf16_to_f32(z[k]) - m;
+        p[k] = exp_approx(shifted[k]);
+        s += p[k];
+    }
+    for (int64_t k = 0; k < c; k++) p[k] /= s;
+    return logf(s);
+}
+
+static inline int valid_label(int64_t y, int64_t c) { return y >= 0 && y < c; }
+
+/* Scalar forward over pixels [begin, end): adds into sums (4 x c doubles); returns bad labels. */
+static int64_t sums_scalar(const uint16_t *logits, const int64_t *labels, int64_t begin,
+                           int64_t end, int64_t c, double *sums, float *p, float *shifted) {
+    int64_t bad = 0;
+    for (int64_t i = begin; i < end; i++) {
+        float log_sum = softmax_pixel(logits + i * c, c, p, shifted);
+        int64_t y = labels[i];
+        for (int64_t k = 0; k < c; k++) sums[c + k] += p[k];
+        if (!valid_label(y, c)) { bad++; continue; }
+        sums[y] += p[y];
+        sums[2 * c + y] += 1.0;
+        sums[3 * c] += log_sum - shifted[y];
+    }
+    return bad;
+}
+
+#ifdef LANES
+/* Four pixels of four classes per vector: lanes 4i..4i+3 hold pixel i. */
+static inline __m512 group4_max(__m512 v) {
+    v = _mm512_max_ps(v, _mm512_permute_ps(v, 0xB1)); /* lanes (1,0,3,2) */
+    return _mm512_max_ps(v, _mm512_permute_ps(v, 0x4E)); /* lanes (2,3,0,1) */
+}
+
+static inline __m512 group4_sum(__m512 v) {
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));
+    return _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));
+}
+
+/* log(s) for positive normal s: exponent and mantissa in [sqrt(1/2), sqrt(2)), then
+   log m = 2 atanh(t), t = (m - 1) / (m + 1), |t| < 0.172, five odd terms (~1e-9). */
+static inline __m512 log16(__m512 s) {
+    __m512 e = _mm512_getexp_ps(s);
+    __m512 m = _mm512_getmant_ps(s, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    __mmask16 high = _mm512_cmp_ps_mask(m, splat(1.41421356f), _CMP_GT_OQ);
+    m = _mm512_mask_mul_ps(m, high, m, splat(0.5f));
+    e = _mm512_mask_add_ps(e, high, e, splat(1.0f));
+    __m512 t = _mm512_mul_ps(_mm512_sub_ps(m, splat(1.0f)), recip16(_mm512_add_ps(m, splat(1.0f))));
+    __m512 t2 = _mm512_mul_ps(t, t);
+    __m512 poly = _mm512_fmadd_ps(t2, splat(1.0f / 9.0f), splat(1.0f / 7.0f));
+    poly = _mm512_fmadd_ps(poly, t2, splat(1.0f / 5.0f));
+    poly = _mm512_fmadd_ps(poly, t2, splat(1.0f / 3.0f));
+    poly = _mm512_fmadd_ps(poly, t2, splat(1.0f));
+    return _mm512_fmadd_ps(e, splat(0.693147180559945f), _mm512_mul_ps(_mm512_add_ps(t, t), poly));
+}
+
+/* Mask of the lanes whose class is the label of their pixel, for labels y[0..3]; adds the
+   number of labels outside [0, 4) to *bad. */
+static inline __mmask16 label_lanes(const int64_t *y, int64_t *bad) {
+    __m256i y4 = _mm256_loadu_si256((const __m256i *)y);
+    *bad += __builtin_popcount(_mm256_cmpge_epu64_mask(y4, _mm256_set1_epi64x(4)));
+    __m512i spread = _mm512_permutexvar_epi32(
+        _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+        _mm512_castsi128_si512(_mm256_cvtepi64_epi32(y4)));
+    __m512i classes = _mm512_set_epi32(3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0);
+    return _mm512_cmpeq_epi32_mask(spread, classes);
+}
+
+/* softmax of four pixels: p, the shifted logits z - max and log(sum e^(z - max)) per lane */
+static inline __m512 softmax4(const uint16_t *z, __m512 *shifted, __m512 *log_sum) {
+    __m512 v = load16(z);
+    *shifted = _mm512_sub_ps(v, group4_max(v));
+    __m512 e = exp16(*shifted);
+    __m512 s = group4_sum(e);
+    *log_sum = log16(s);
+    return _mm512_mul_ps(e, recip16(s));
+}
+
+/* Vector forward over groups [g0, g1) of four pixels: adds into sums (4 x 4 doubles). */
+static int64_t sums_vector(const uint16_t *logits, const int64_t *labels, int64_t g0,
+                           int64_t g1, double *sums) {
+    int64_t bad = 0;
+    float lanes[4][LANES];
+    __m512 inter = splat(0.0f), psum = inter, count = inter, ce = inter;
+    for (int64_t g = g0; g < g1; g++) {
+        __m512 shifted, log_sum;
+        __m512 p = softmax4(logits + g * 16, &shifted, &log_sum);
+        __mmask16 mine = label_lanes(labels + g * 4, &bad);
+        inter = _mm512_mask_add_ps(inter, mine, inter, p);
+        psum = _mm512_add_ps(psum, p);
+        count = _mm512_mask_add_ps(count, mine, count, splat(1.0f));
+        ce = _mm512_mask_add_ps(ce, mine, ce, _mm512_sub_ps(log_sum, shifted));
+        if ((g - g0) % FLUSH_GROUPS == FLUSH_GROUPS - 1 || g == g1 - 1) {
+            _mm512_storeu_ps(lanes[0], inter);
+            _mm512_storeu_ps(lanes[1], psum);
+            _mm512_storeu_ps(lanes[2], count);
+            _mm512_storeu_ps(lanes[3], ce);
+            for (int l = 0; l < LANES; l++) {
+                for (int q = 0; q < 3; q++) sums[q * 4 + l % 4] += lanes[q][l];
+                sums[12] += lanes[3][l];
+            }
+            inter = psum = count = ce = splat(0.0f);
+        }
+    }
+    return bad;
+}
+#endif
+
+/* Forward: see the top of the file. sums is 4 x c doubles; c <= 64. */
+int64_t echoseg_class_sums(int threads, const uint16_t *logits, const int64_t *labels,
+                           int64_t pixels, int64_t c, double *sums) {
+    double *partial = calloc((size_t)threads * 4 * c, sizeof(double));
+    int64_t bad = 0;
+    #pragma omp parallel num_threads(threads) reduction(+ : bad)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
+        double *mine = partial + (size_t)t * 4 * c;
+        float p[64], shifted[64];
+#ifdef LANES
+        if (c == 4) {
+            int64_t g0 = (begin + 3) / 4, g1 = end / 4; /* whole groups inside [begin, end) */
+            if (g1 > g0) {
+                bad += sums_vector(logits, labels, g0, g1, mine);
+                bad += sums_scalar(logits, labels, begin, g0 * 4, c, mine, p, shifted);
+                begin = g1 * 4;
+            }
+        }
+#endif
+        bad += sums_scalar(logits, labels, begin, end, c, mine, p, shifted);
+    }
+    for (int64_t j = 0; j < 4 * c; j++) sums[j] = 0.0;
+    for (int t = 0; t < threads; t++)
+        for (int64_t j = 0; j < 4 * c; j++) sums[j] += partial[(size_t)t * 4 * c + j];
+    free(partial);
+    return bad;
+}
+
+/* Scalar backward over pixels [begin, end). */
+static void grad_scalar(const uint16_t *logits, const int64_t *labels, int64_t begin,
+                        int64_t end, int64_t c, const float *grad_inter, const float *grad_psum,
+                        float grad_ce, uint16_t *grad_logits, float *p, float *shifted) {
+    for (int64_t i = begin; i < end; i++) {
+        softmax_pixel(logits + i * c, c, p, shifted);
+        int64_t y = labels[i];
+        float dot = 0.0f;
+        for (int64_t k = 0; k < c; k++) dot += p[k] * (grad_psum[k] + (k == y ? grad_inter[k] : 0.0f));
+        for (int64_t k = 0; k < c; k++) {
+            float gk = grad_psum[k] + (k == y ? grad_inter[k] : 0.0f);
+            float w = k == y ? grad_ce : 0.0f;
+            grad_logits[i * c + k] = f32_to_bf16(p[k] * (gk - dot + grad_ce) - w);
+        }
+    }
+}
+
+#ifdef LANES
+/* Vector backward over groups [g0, g1) of four pixels. */
+static void grad_vector(const uint16_t *logits, const int64_t *labels, int64_t g0, int64_t g1,
+                        const float *grad_inter, const float *grad_psum, float grad_ce,
+                        uint16_t *grad_logits) {
+    __m512 a = _mm512_broadcast_f32x4(_mm_loadu_ps(grad_inter));
+    __m512 b = _mm512_broadcast_f32x4(_mm_loadu_ps(grad_psum));
+    __m512 w = splat(grad_ce);
+    int64_t bad = 0; /* counted by the forward */
+    for (int64_t g = g0; g < g1; g++) {
+        __m512 shifted, log_sum;
+        __m512 p = softmax4(logits + g * 16, &shifted, &log_sum);
+        __mmask16 mine = label_lanes(labels + g * 4, &bad);
+        __m512 gk = _mm512_mask_add_ps(b, mine, b, a);
+        __m512 dot = group4_sum(_mm512_mul_ps(p, gk));
+        __m512 dz = _mm512_mul_ps(p, _mm512_add_ps(_mm512_sub_ps(gk, dot), w));
+        store16(grad_logits + g * 16, _mm512_mask_sub_ps(dz, mine, dz, w));
+    }
+}
+#endif
+
+/* Backward: see the top of the file. grad_inter, grad_psum: c floats each; c <= 64. */
+void echoseg_class_sums_backward(int threads, const uint16_t *logits, const int64_t *labels,
+                                 int64_t pixels, int64_t c, const float *grad_inter,
+                                 const float *grad_psum, float grad_ce, uint16_t *grad_logits) {
+    #pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
+        float p[64], shifted[64];
+#ifdef LANES
+        if (c == 4) {
+            int64_t g0 = (begin + 3) / 4, g1 = end / 4; /* whole groups inside [begin, end) */
+            if (g1 > g0) {
+                grad_vector(logits, labels, g0, g1, grad_inter, grad_psum, grad_ce, grad_logits);
+                grad_scalar(logits, labels, begin, g0 * 4, c, grad_inter, grad_psum, grad_ce,
+                            grad_logits, p, shifted);
+                begin = g1 * 4;
+            }
+        }
+#endif
+        grad_scalar(logits, labels, begin, end, c, grad_inter, grad_psum, grad_ce, grad_logits,
+                    p, shifted);
+    }
+}
