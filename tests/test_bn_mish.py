@@ -14,7 +14,7 @@ from torch import nn
 from echoseg import native
 from echoseg.config import ModelConfig
 from echoseg.models import bn_mish
-from echoseg.models.bn_mish import norm_act
+from echoseg.models.bn_mish import norm_act, norm_act_pool
 from echoseg.models.mish import Mish
 from echoseg.models.unet import build_model
 
@@ -197,6 +197,79 @@ def test_lightweight_model_step_as_accurate_as_unfused(monkeypatch):
     for name, buf in fused.named_buffers():
         torch.testing.assert_close(buf, dict(ref.named_buffers())[name], rtol=1e-2, atol=1e-3,
                                    msg=name)
+
+
+POOL_SHAPES = [(2, 16, 8, 8), (2, 48, 6, 10), (2, 20, 4, 6)]  # 20: one vector + 4 channels
+
+
+def _pooled_reference(bn, x, y, grad, grad_pooled):
+    """fp32 BatchNorm + Mish, pooled at the window positions the kernel picked (torch's rule,
+    first maximum, applied to the kernel's bf16 y), and its gradients for the given output
+    gradients (None: that output unused)."""
+    xf = x.detach().float().requires_grad_()
+    ref = F.mish(bn(xf))
+    where = F.max_pool2d(y.detach().float(), 2, return_indices=True)[1]
+    pooled = ref.flatten(2).gather(2, where.flatten(2)).view_as(where)
+    loss = sum((out * g.float()).sum() for out, g in ((ref, grad), (pooled, grad_pooled))
+               if g is not None)
+    loss.backward()
+    return ref.detach(), xf.grad, bn.weight.grad, bn.bias.grad
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", POOL_SHAPES)
+@pytest.mark.parametrize("used", ["both", "skip only", "pooled only"])
+def test_training_with_pooling_matches(shape, used):
+    bn_fused, x = _bn(shape[1]), _input(shape)
+    bn_ref = copy.deepcopy(bn_fused)
+    x.requires_grad_()
+    y, pooled = norm_act_pool(bn_fused, Mish(), nn.MaxPool2d(2), x)
+    grad = None if used == "pooled only" else _input(shape, seed=2, scale=1.0)
+    grad_pooled = None if used == "skip only" else _input(pooled.shape, seed=3, scale=1.0)
+    sum((out * g).sum() for out, g in ((y, grad), (pooled, grad_pooled))
+        if g is not None).backward()
+    ref_y, ref_gx, ref_gw, ref_gb = _pooled_reference(bn_ref, x, y, grad, grad_pooled)
+
+    assert torch.equal(pooled, F.max_pool2d(y, 2))  # the maxima of the stored y, exactly
+    assert pooled.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y.float(), ref_y, rtol=8e-3, atol=1e-5)
+    assert _rel(x.grad, ref_gx) < 1e-2
+    assert _rel(bn_fused.weight.grad, ref_gw) < 1e-2
+    assert _rel(bn_fused.bias.grad, ref_gb) < 1e-2
+    torch.testing.assert_close(bn_fused.running_var, bn_ref.running_var, rtol=1e-5, atol=1e-6)
+
+
+@needs_kernel
+def test_pooling_ties_go_to_the_first_maximum():
+    """Inputs from {-1, 0, 1}: most windows hold equal values, and the gradient must follow
+    torch's first-maximum rule (the reference routes it with torch's max_pool2d indices)."""
+    torch.manual_seed(7)
+    x = torch.randint(-1, 2, (2, 16, 8, 8)).bfloat16()
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    bn = _bn(16)
+    bn_ref = copy.deepcopy(bn)
+    y, pooled = norm_act_pool(bn, Mish(), nn.MaxPool2d(2), x)
+    grad_pooled = _input(pooled.shape, seed=3, scale=1.0)
+    (pooled * grad_pooled).sum().backward()
+    ref_gx = _pooled_reference(bn_ref, x, y, None, grad_pooled)[1]
+    assert _rel(x.grad, ref_gx) < 1e-2
+
+
+@needs_kernel
+def test_pooling_fused_only_where_it_is_a_plain_2x2_training_pool(monkeypatch):
+    calls = []
+    real = bn_mish._BatchNormMishPool.apply
+    monkeypatch.setattr(bn_mish._BatchNormMishPool, "apply",
+                        lambda *a: calls.append(a[0].shape) or real(*a))
+    bn, x = _bn(16), _input((2, 16, 4, 4))
+    norm_act_pool(bn, Mish(), nn.MaxPool2d(2), x)
+    assert len(calls) == 1
+    for pool, inp in ((nn.MaxPool2d(3), x), (nn.MaxPool2d(2, ceil_mode=True), x),
+                      (nn.AvgPool2d(2), x), (nn.MaxPool2d(2), _input((2, 16, 5, 4)))):
+        y, pooled = norm_act_pool(bn, Mish(), pool, inp)
+        assert torch.equal(pooled, pool(y))
+    norm_act_pool(bn.eval(), Mish(), nn.MaxPool2d(2), x)
+    assert len(calls) == 1
 
 
 def test_without_a_compiler_warns_once_and_uses_the_modules(monkeypatch, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from echoseg.models.bn_mish import norm_act
+from echoseg.models.bn_mish import norm_act, norm_act_pool
 from echoseg.models.dispatch import low_res_upconv
 from echoseg.models.layers import make_act, make_norm
 from echoseg.models.upconv import conv_upsampled_cat
@@ -61,6 +61,16 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv2(self.conv1(x))
         return self.act(y + self.project(x)) if self.residual else y
+
+    def forward_pooled(self, x: torch.Tensor, pool: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, pool(y))`` with ``y = self(x)``: the encoder's skip features and the next
+        level's input. In a plain block the pooling may run inside the last BatchNorm + Mish
+        kernel (see bn_mish.py)."""
+        if self.residual:
+            y = self(x)
+            return y, pool(y)
+        conv, norm, act = self.conv2
+        return norm_act_pool(norm, act, pool, conv(self.conv1(x)))
 
 
 class Up(nn.Module):

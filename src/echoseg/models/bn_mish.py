@@ -33,11 +33,15 @@ from echoseg.models.dispatch import eager_cpu
 from echoseg.models.mish import Mish
 
 _PTR, _I64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-_SIGNATURES = {  # every kernel takes the thread count first
+_SIGNATURES = {  # every kernel takes the thread count first; NULL pointers are None
     "echoseg_affine_mish": [_INT, _PTR, _I64, _I64, _PTR, _PTR, _PTR],
     "echoseg_bn_mish_forward": [_INT, _PTR, _I64, _I64, _PTR, _PTR, _FLOAT, _PTR, _PTR, _PTR],
     "echoseg_bn_mish_backward": [_INT, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _FLOAT, _PTR, _PTR,
                                  _PTR, _PTR, _PTR],
+    "echoseg_bn_mish_pool_forward": [_INT, _PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _FLOAT,
+                                     _PTR, _PTR, _PTR, _PTR, _PTR],
+    "echoseg_bn_mish_pool_backward": [_INT, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64,
+                                      _PTR, _PTR, _FLOAT, _PTR, _PTR, _PTR, _PTR, _PTR],
 }
 
 
@@ -94,6 +98,46 @@ class _BatchNormMish(torch.autograd.Function):
         return grad_x, grad_gamma, grad_beta, None
 
 
+class _BatchNormMishPool(torch.autograd.Function):
+    """(x, weight, bias, eps) -> (y = mish(batch_norm(x)), max_pool2d(y, 2), batch mean,
+    biased batch variance): the pooling is done while y is written, and its backward is folded
+    into the first backward pass (no zero-filled gradient, no scatter, no separate sum with the
+    skip connection's gradient). Window positions are kept as uint8, not int64."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
+        n, c, h, w = x.shape
+        y = torch.empty_like(x)
+        half = (n, c, h // 2, w // 2)
+        pooled = torch.empty(half, dtype=x.dtype, memory_format=torch.channels_last)
+        index = torch.empty(half, dtype=torch.uint8, memory_format=torch.channels_last)
+        mean, var = x.new_empty(c, dtype=torch.float32), x.new_empty(c, dtype=torch.float32)
+        gamma, beta = _param(weight), _param(bias)
+        _call("echoseg_bn_mish_pool_forward", x, n, h, w, c, gamma, beta, eps, mean, var, y,
+              pooled, index)
+        ctx.save_for_backward(x, gamma, beta, mean, var, index)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
+        return y, pooled, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor | None, grad_pooled: torch.Tensor | None, *_):
+        x, gamma, beta, mean, var, index = ctx.saved_tensors
+        n, c, h, w = x.shape
+        grad_x = torch.empty_like(x)
+        grad_gamma, grad_beta = torch.empty_like(gamma), torch.empty_like(beta)
+        _call("echoseg_bn_mish_pool_backward", _dense(grad, x.dtype),
+              _dense(grad_pooled, x.dtype), index, x, n, h, w, c, gamma, beta, ctx.eps, mean,
+              var, grad_x, grad_gamma, grad_beta)
+        return grad_x, grad_gamma, grad_beta, None
+
+
+def _dense(grad: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if grad is None else grad.to(dtype).contiguous(memory_format=torch.channels_last)
+
+
 def _fusable(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
     return (
         type(norm) is nn.BatchNorm2d and isinstance(act, Mish) and norm.affine
@@ -122,8 +166,41 @@ def norm_act(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return _eval(norm, x)
 
 
+def norm_act_pool(norm: nn.Module, act: nn.Module, pool: nn.Module,
+                  x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y, pool(y))`` with ``y = act(norm(x))``; for a 2x2 ``nn.MaxPool2d`` where the fused
+    training kernels apply (see the module docstring) the pooling is fused with them too.
+
+    x (N, C, H, W); returns y (N, C, H, W) and the pooled (N, C, H/2, W/2), both in x's dtype.
+    """
+    if (norm.training and _fusable(norm, act, x) and _is_plain_2x2(pool)
+            and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0 and x.numel() > x.shape[1]):
+        y, pooled, mean, var = _BatchNormMishPool.apply(x, norm.weight, norm.bias, norm.eps)
+        _update_running_statistics(norm, mean, var, x.numel() // x.shape[1])
+        return y, pooled
+    y = norm_act(norm, act, x)
+    return y, pool(y)
+
+
+def _is_plain_2x2(pool: nn.Module) -> bool:
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    return (type(pool) is nn.MaxPool2d and pair(pool.kernel_size) == (2, 2)
+            and pair(pool.stride) == (2, 2) and pair(pool.padding) == (0, 0)
+            and pair(pool.dilation) == (1, 1) and not pool.ceil_mode
+            and not pool.return_indices)
+
+
 def _train(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     y, mean, var = _BatchNormMish.apply(x, norm.weight, norm.bias, norm.eps)
+    _update_running_statistics(norm, mean, var, x.numel() // x.shape[1])
+    return y
+
+
+def _update_running_statistics(norm: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor,
+                               m: int) -> None:
+    """What nn.BatchNorm2d does with a training batch's statistics (m values per channel)."""
     if norm.track_running_stats and norm.running_mean is not None:
         with torch.no_grad():
             factor = norm.momentum
@@ -131,10 +208,8 @@ def _train(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
                 norm.num_batches_tracked.add_(1)
                 if factor is None:  # cumulative moving average, as nn.BatchNorm2d
                     factor = 1.0 / float(norm.num_batches_tracked)
-            m = x.numel() // x.shape[1]
             norm.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
             norm.running_var.mul_(1 - factor).add_(var, alpha=factor * m / max(m - 1, 1))
-    return y
 
 
 def _eval(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:

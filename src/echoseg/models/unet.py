@@ -66,10 +66,11 @@ class UNet(nn.Module):
         self._check_input(x)
         skips = []
         for i, block in enumerate(self.encoder):
-            if i and self.pool is not None:
-                x = self.pool(x)
-            x = block(x)
-            skips.append(x)
+            if self.pool is not None and i < len(self.encoder) - 1:
+                skip, x = block.forward_pooled(x, self.pool)
+            else:
+                x = skip = block(x)
+            skips.append(skip)
         x = skips.pop()
         aux = []
         for j, (up, block) in enumerate(zip(self.ups, self.decoder, strict=True)):

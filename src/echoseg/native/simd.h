@@ -37,7 +37,8 @@ static inline float exp_approx(float x) {
     return p * as_float((uint32_t)((int32_t)k + 127) << 23);
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BF16__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512BF16__)
 /* AVX-512 versions, 16 lanes: the compiler cannot derive these from the scalar code (bf16
    rounding in one instruction, reciprocal estimates, 2^k scaling). LANES is defined only here. */
 #include <immintrin.h>
