@@ -115,3 +115,64 @@ def test_kernel_only_for_bf16_channels_last(monkeypatch):
     class_sums(logits.float(), labels)
     class_sums(logits.contiguous(), labels)
     assert calls == [torch.bfloat16]
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(3, 4, 7, 9), (2, 3, 4, 4)])
+def test_soft_targets_kernel_matches_torch_operators(shape, monkeypatch):
+    """Class weights per pixel (here random, in the logits' channels_last layout)."""
+    torch.manual_seed(5)
+    weights = torch.rand(shape).contiguous(memory_format=torch.channels_last) * 4
+    fused, fused_grad = _sums_and_grad(_logits(shape), weights, "1", monkeypatch)
+    ref, ref_grad = _sums_and_grad(_logits(shape), weights, "0", monkeypatch)
+    for a, b in zip(fused, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused_grad.float(), ref_grad.float(), rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("fused", ["1", "0"])
+def test_block_counts_known_values(fused, monkeypatch):
+    monkeypatch.setenv("ECHOSEG_FUSED_LOSS", fused)
+    labels = torch.tensor([[[0, 0, 1, 2],
+                            [3, 0, 1, 1],
+                            [2, 2, 2, 2],
+                            [2, 2, 3, 0]]])
+    counts = module.block_counts(labels, 4, 2)
+    assert counts.shape == (1, 4, 2, 2)
+    assert counts.is_contiguous(memory_format=torch.channels_last)
+    # block (0, 0) holds 0, 0, 3, 0; block (0, 1) 1, 2, 1, 1; (1, 0) all 2; (1, 1) 2, 2, 3, 0
+    assert counts[0, :, 0, 0].tolist() == [3, 0, 0, 1]
+    assert counts[0, :, 0, 1].tolist() == [0, 3, 1, 0]
+    assert counts[0, :, 1, 0].tolist() == [0, 0, 4, 0]
+    assert counts[0, :, 1, 1].tolist() == [1, 0, 2, 1]
+    assert module.block_counts(labels, 4, 4)[0, :, 0, 0].tolist() == [4, 3, 7, 2]
+
+
+@needs_kernel
+def test_block_counts_reject_bad_labels():
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 3, 3] = 9
+    with pytest.raises(ValueError, match=r"loss: 1 label\(s\) outside 0..3"):
+        module.block_counts(labels, 4, 2)
+
+
+@needs_kernel
+def test_deep_supervision_loss_matches(monkeypatch):
+    """The lightweight model's loss: final logits and three coarser outputs scored from block
+    counts, through the kernels and through PyTorch's operators."""
+    from echoseg.losses import build_loss
+
+    loss_fn = build_loss({"name": "dice_ce", "ds_weight": 0.3})
+    outputs = [_logits((2, 4, 32 // f, 32 // f), seed=f) for f in (1, 2, 4, 8)]
+    labels = _labels((2, 4, 32, 32), 4, seed=9)
+    results = []
+    for fused in ("1", "0"):
+        monkeypatch.setenv("ECHOSEG_FUSED_LOSS", fused)
+        xs = [o.clone().requires_grad_() for o in outputs]
+        loss = loss_fn(xs, labels)
+        loss.backward()
+        results.append((loss.item(), [x.grad.float() for x in xs]))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    assert loss_a == pytest.approx(loss_b, rel=1e-5)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-5)

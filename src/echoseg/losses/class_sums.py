@@ -1,15 +1,19 @@
-"""What the batch Dice and cross-entropy losses need from full-resolution logits: per-class sums.
+"""What the batch Dice and cross-entropy losses need from the logits: per-class sums.
 
 For logits (N, C, H, W) and labels (N, H, W), with p = softmax over the classes:
 ``inter[k]`` = sum of p_k over the pixels labelled k, ``p_sum[k]`` = sum of p_k, ``t_sum[k]`` =
 pixels labelled k, and ``ce_sum`` = sum over pixels of -log p_label. Batch soft Dice is
 ``(2 inter + smooth) / (p_sum + t_sum + smooth)`` and the mean cross-entropy ``ce_sum / pixels``.
+Soft targets, class weights w (N, C, H, W) per pixel instead of labels (the per-block label
+counts that score deep-supervision outputs), give ``inter[k]`` = sum of p_k w_k, ``t_sum[k]``
+= sum of w_k and ``ce_sum`` = sum of -w_k log p_k.
 
 On CPU, for bf16 channels-last logits (the training step under autocast), one C kernel pass
 (native/class_sums.c) computes all four, and its backward recomputes the softmax to write the
 logits' gradient in one more pass: no float32 copy of the logits, no probabilities or one-hot
-tensors in memory. Elsewhere (fp32, CUDA, tracing, no C compiler, ``ECHOSEG_FUSED_LOSS=0``)
-the same sums come from PyTorch operators.
+tensors in memory. The same library counts labels per block (:func:`block_counts`). Elsewhere
+(fp32, CUDA, tracing, no C compiler, ``ECHOSEG_FUSED_LOSS=0``) the same sums come from PyTorch
+operators.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from echoseg import native
@@ -45,22 +50,32 @@ def _library() -> ctypes.CDLL | None:
         lib.echoseg_class_sums_backward.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR, _PTR,
                                                     _FLOAT, _PTR]
         lib.echoseg_class_sums_backward.restype = None
+        lib.echoseg_weighted_class_sums.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR]
+        lib.echoseg_weighted_class_sums.restype = None
+        lib.echoseg_weighted_class_sums_backward.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR,
+                                                             _PTR, _FLOAT, _PTR]
+        lib.echoseg_weighted_class_sums_backward.restype = None
+        lib.echoseg_block_counts.argtypes = [_INT, _PTR, _I64, _I64, _I64, _I64, _I64, _PTR]
+        lib.echoseg_block_counts.restype = _I64
         lib._echoseg_typed = True
     return lib
 
 
 class _FusedClassSums(torch.autograd.Function):
+    """(logits, targets) -> (inter, p_sum, t_sum, ce_sum); targets are int64 labels (N, H, W)
+    or float32 class weights in the logits' layout."""
+
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor):
-        classes = logits.shape[1]
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor):
+        classes, pixels = logits.shape[1], logits.numel() // logits.shape[1]
         sums = torch.empty(4, classes, dtype=torch.float64)
-        bad = _library().echoseg_class_sums(torch.get_num_threads(), logits.data_ptr(),
-                                            labels.data_ptr(), labels.numel(), classes,
-                                            sums.data_ptr())
-        if bad:
-            raise ValueError(f"loss: {bad} label(s) outside 0..{classes - 1} for {classes}-class "
-                             "logits")
-        ctx.save_for_backward(logits, labels)
+        lib, threads = _library(), torch.get_num_threads()
+        args = (logits.data_ptr(), targets.data_ptr(), pixels, classes, sums.data_ptr())
+        if targets.is_floating_point():
+            lib.echoseg_weighted_class_sums(threads, *args)
+        else:
+            _check_labels(lib.echoseg_class_sums(threads, *args), classes)
+        ctx.save_for_backward(logits, targets)
         inter, p_sum, t_sum, ce = sums.float()
         ctx.mark_non_differentiable(t_sum)
         return inter, p_sum, t_sum, ce[0]
@@ -68,17 +83,25 @@ class _FusedClassSums(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_inter, grad_p_sum, _grad_t_sum, grad_ce):
-        logits, labels = ctx.saved_tensors
-        classes = logits.shape[1]
+        logits, targets = ctx.saved_tensors
+        classes, pixels = logits.shape[1], logits.numel() // logits.shape[1]
         zeros = torch.zeros(classes)
         grad_inter = zeros if grad_inter is None else grad_inter.float().contiguous()
         grad_p_sum = zeros if grad_p_sum is None else grad_p_sum.float().contiguous()
         grad_ce = 0.0 if grad_ce is None else float(grad_ce)
         grad = torch.empty_like(logits)
-        _library().echoseg_class_sums_backward(
-            torch.get_num_threads(), logits.data_ptr(), labels.data_ptr(), labels.numel(),
-            classes, grad_inter.data_ptr(), grad_p_sum.data_ptr(), grad_ce, grad.data_ptr())
+        lib = _library()
+        kernel = (lib.echoseg_weighted_class_sums_backward if targets.is_floating_point()
+                  else lib.echoseg_class_sums_backward)
+        kernel(torch.get_num_threads(), logits.data_ptr(), targets.data_ptr(), pixels, classes,
+               grad_inter.data_ptr(), grad_p_sum.data_ptr(), grad_ce, grad.data_ptr())
         return grad, None
+
+
+def _check_labels(bad: int, classes: int) -> None:
+    if bad:
+        raise ValueError(f"loss: {bad} label(s) outside 0..{classes - 1} for {classes}-class "
+                         "logits")
 
 
 def _fusable(logits: torch.Tensor) -> bool:
@@ -93,10 +116,19 @@ def _fusable(logits: torch.Tensor) -> bool:
 
 
 def class_sums(logits: torch.Tensor, target: torch.Tensor) -> ClassSums:
-    """:class:`ClassSums` of logits (N, C, H, W) against labels (N, H, W); differentiable with
-    respect to the logits (``t_sum`` is not)."""
-    if _fusable(logits):
-        return ClassSums(*_FusedClassSums.apply(logits, target.long().contiguous()))
+    """:class:`ClassSums` of logits (N, C, H, W) against labels (N, H, W), or against soft
+    targets: float class weights (N, C, H, W); differentiable with respect to the logits
+    (``t_sum`` is not)."""
+    soft = target.is_floating_point()
+    if _fusable(logits) and (not soft or _same_layout(target, logits)):
+        target = target if soft else target.long().contiguous()
+        return ClassSums(*_FusedClassSums.apply(logits, target))
+    if soft:
+        logp = logits.float().log_softmax(dim=1)
+        probs = logp.exp()
+        dims = (0, 2, 3)
+        return ClassSums((probs * target).sum(dims), probs.sum(dims), target.sum(dims),
+                         -(target * logp).sum())
     classes = logits.shape[1]
     probs, logp_true = softmax_parts(logits, target)
     bins = target.long().reshape(-1)
@@ -104,6 +136,31 @@ def class_sums(logits: torch.Tensor, target: torch.Tensor) -> ClassSums:
         0, bins, logp_true.exp().reshape(-1))
     t_sum = torch.bincount(bins, minlength=classes).float()
     return ClassSums(inter, probs.sum(dim=(0, 2, 3)), t_sum, -logp_true.sum())
+
+
+def _same_layout(weights: torch.Tensor, logits: torch.Tensor) -> bool:
+    return (weights.dtype == torch.float32 and weights.shape == logits.shape
+            and weights.stride() == logits.stride())
+
+
+def block_counts(target: torch.Tensor, classes: int, factor: int) -> torch.Tensor:
+    """How many pixels of each class every ``factor`` x ``factor`` block of the labels
+    (N, H, W) holds: (N, C, H/f, W/f) float32, channels_last (the layout of the logits it
+    scores). One C pass over the labels on CPU; one-hot and sum pooling elsewhere."""
+    n, h, w = target.shape
+    shape = (n, classes, h // factor, w // factor)
+    if (target.device.type == "cpu" and os.environ.get("ECHOSEG_FUSED_LOSS", "1") != "0"
+            and classes <= MAX_CLASSES and _library() is not None):
+        counts = torch.empty(shape, memory_format=torch.channels_last)
+        labels = target.long().contiguous()
+        _check_labels(_library().echoseg_block_counts(
+            torch.get_num_threads(), labels.data_ptr(), n, h, w, classes, factor,
+            counts.data_ptr()), classes)
+        return counts
+    onehot = torch.zeros(n, classes, h, w, device=target.device)
+    onehot.scatter_(1, target.long().unsqueeze(1), 1.0)
+    counts = F.avg_pool2d(onehot, factor, divisor_override=1) if factor > 1 else onehot
+    return counts.contiguous(memory_format=torch.channels_last)
 
 
 def softmax_parts(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from echoseg.losses.class_sums import ClassSums, class_sums, softmax_parts
+from echoseg.losses.class_sums import block_counts as count_blocks
 
 SMOOTH = 1e-5
 
@@ -27,14 +27,8 @@ class BlockCounts(NamedTuple):
 
 def block_counts(target: torch.Tensor, num_classes: int,
                  factors: list[int]) -> dict[int, BlockCounts]:
-    """:class:`BlockCounts` of labels (N, H, W) for each factor (each must divide H and W),
-    built by summing blocks of the one-hot labels, coarser factors from finer ones."""
-    onehot = torch.zeros(target.shape[0], num_classes, *target.shape[-2:], device=target.device)
-    done = {1: onehot.scatter_(1, target.long().unsqueeze(1), 1.0)}
-    for f in sorted(set(factors)):
-        base = max(g for g in done if f % g == 0)
-        done[f] = F.avg_pool2d(done[base], f // base, divisor_override=1)
-    return {f: BlockCounts(done[f], f) for f in factors}
+    """:class:`BlockCounts` of labels (N, H, W) for each factor (each must divide H and W)."""
+    return {f: BlockCounts(count_blocks(target, num_classes, f), f) for f in factors}
 
 
 def coarse_parts(logits: torch.Tensor, blocks: BlockCounts, smooth: float = SMOOTH
@@ -42,13 +36,9 @@ def coarse_parts(logits: torch.Tensor, blocks: BlockCounts, smooth: float = SMOO
     """float32 ``(ce, dice)`` of logits (N, C, H/f, W/f) nearest-upscaled by ``blocks.factor``
     against the labels ``blocks`` summarises: the mean cross-entropy (0-dim) and the batch soft
     Dice of every class (C,), without building the upscaled logits."""
-    logp = logits.float().log_softmax(dim=1)
-    probs = logp.exp()
-    counts = blocks.counts
-    ce = -(counts * logp).sum() / counts.sum()
-    inter = (probs * counts).sum(dim=(0, 2, 3))
-    p_sum = probs.sum(dim=(0, 2, 3)) * blocks.factor ** 2
-    return ce, _dice(inter, p_sum, counts.sum(dim=(0, 2, 3)), smooth)
+    sums = class_sums(logits, blocks.counts)
+    ce = sums.ce_sum / sums.t_sum.sum()
+    return ce, _dice(sums.inter, sums.p_sum * blocks.factor ** 2, sums.t_sum, smooth)
 
 
 def _dice(inter: torch.Tensor, p_sum: torch.Tensor, t_sum: torch.Tensor,

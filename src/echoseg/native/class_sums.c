@@ -106,11 +106,25 @@ static inline __m512 softmax4(const uint16_t *z, __m512 *shifted, __m512 *log_su
     return _mm512_mul_ps(e, recip16(s));
 }
 
+/* Adds the lane sums (lane l: class l % 4) to sums (4 x 4 doubles; ce: all lanes into
+   sums[12]) and zeroes them. */
+static void flush4(__m512 *inter, __m512 *psum, __m512 *count, __m512 *ce, double *sums) {
+    float lanes[4][LANES];
+    _mm512_storeu_ps(lanes[0], *inter);
+    _mm512_storeu_ps(lanes[1], *psum);
+    _mm512_storeu_ps(lanes[2], *count);
+    _mm512_storeu_ps(lanes[3], *ce);
+    for (int l = 0; l < LANES; l++) {
+        for (int q = 0; q < 3; q++) sums[q * 4 + l % 4] += lanes[q][l];
+        sums[12] += lanes[3][l];
+    }
+    *inter = *psum = *count = *ce = splat(0.0f);
+}
+
 /* Vector forward over groups [g0, g1) of four pixels: adds into sums (4 x 4 doubles). */
 static int64_t sums_vector(const uint16_t *logits, const int64_t *labels, int64_t g0,
                            int64_t g1, double *sums) {
     int64_t bad = 0;
-    float lanes[4][LANES];
     __m512 inter = splat(0.0f), psum = inter, count = inter, ce = inter;
     for (int64_t g = g0; g < g1; g++) {
         __m512 shifted, log_sum;
@@ -120,17 +134,8 @@ static int64_t sums_vector(const uint16_t *logits, const int64_t *labels, int64_
         psum = _mm512_add_ps(psum, p);
         count = _mm512_mask_add_ps(count, mine, count, splat(1.0f));
         ce = _mm512_mask_add_ps(ce, mine, ce, _mm512_sub_ps(log_sum, shifted));
-        if ((g - g0) % FLUSH_GROUPS == FLUSH_GROUPS - 1 || g == g1 - 1) {
-            _mm512_storeu_ps(lanes[0], inter);
-            _mm512_storeu_ps(lanes[1], psum);
-            _mm512_storeu_ps(lanes[2], count);
-            _mm512_storeu_ps(lanes[3], ce);
-            for (int l = 0; l < LANES; l++) {
-                for (int q = 0; q < 3; q++) sums[q * 4 + l % 4] += lanes[q][l];
-                sums[12] += lanes[3][l];
-            }
-            inter = psum = count = ce = splat(0.0f);
-        }
+        if ((g - g0) % FLUSH_GROUPS == FLUSH_GROUPS - 1 || g == g1 - 1)
+            flush4(&inter, &psum, &count, &ce, sums);
     }
     return bad;
 }
@@ -227,4 +232,158 @@ void echoseg_class_sums_backward(int threads, const uint16_t *logits, const int6
         grad_scalar(logits, labels, begin, end, c, grad_inter, grad_psum, grad_ce, grad_logits,
                     p, shifted);
     }
+}
+
+/* ---- Soft targets: per-pixel class weights instead of labels (deep supervision's block
+ * counts). weights: float, the logits' layout (pixels x c). With W = sum_k w_k per pixel:
+ *   inter[k] = sum p_k w_k,  psum[k] = sum p_k,  count[k] = sum w_k,
+ *   ce = sum over pixels and classes of w_k (-log p_k);
+ * backward: dz_j = p_j (g_j - sum_k p_k g_k) + grad_ce (p_j W - w_j), g_k = grad_psum[k] +
+ * w_k grad_inter[k]. */
+
+static void weighted_sums_scalar(const uint16_t *logits, const float *weights, int64_t begin,
+                                 int64_t end, int64_t c, double *sums, float *p, float *shifted) {
+    for (int64_t i = begin; i < end; i++) {
+        float log_sum = softmax_pixel(logits + i * c, c, p, shifted);
+        const float *w = weights + i * c;
+        for (int64_t k = 0; k < c; k++) {
+            sums[k] += p[k] * w[k];
+            sums[c + k] += p[k];
+            sums[2 * c + k] += w[k];
+            sums[3 * c] += w[k] * (log_sum - shifted[k]);
+        }
+    }
+}
+
+static void weighted_grad_scalar(const uint16_t *logits, const float *weights, int64_t begin,
+                                 int64_t end, int64_t c, const float *grad_inter,
+                                 const float *grad_psum, float grad_ce, uint16_t *grad_logits,
+                                 float *p, float *shifted) {
+    for (int64_t i = begin; i < end; i++) {
+        softmax_pixel(logits + i * c, c, p, shifted);
+        const float *w = weights + i * c;
+        float dot = 0.0f, total = 0.0f;
+        for (int64_t k = 0; k < c; k++) {
+            dot += p[k] * (grad_psum[k] + w[k] * grad_inter[k]);
+            total += w[k];
+        }
+        for (int64_t k = 0; k < c; k++) {
+            float gk = grad_psum[k] + w[k] * grad_inter[k];
+            grad_logits[i * c + k] = f32_to_bf16(p[k] * (gk - dot) + grad_ce * (p[k] * total - w[k]));
+        }
+    }
+}
+
+#ifdef LANES
+static void weighted_sums_vector(const uint16_t *logits, const float *weights, int64_t g0,
+                                 int64_t g1, double *sums) {
+    __m512 inter = splat(0.0f), psum = inter, count = inter, ce = inter;
+    for (int64_t g = g0; g < g1; g++) {
+        __m512 shifted, log_sum;
+        __m512 p = softmax4(logits + g * 16, &shifted, &log_sum);
+        __m512 w = _mm512_loadu_ps(weights + g * 16);
+        inter = _mm512_fmadd_ps(p, w, inter);
+        psum = _mm512_add_ps(psum, p);
+        count = _mm512_add_ps(count, w);
+        ce = _mm512_fmadd_ps(w, _mm512_sub_ps(log_sum, shifted), ce);
+        if ((g - g0) % FLUSH_GROUPS == FLUSH_GROUPS - 1 || g == g1 - 1)
+            flush4(&inter, &psum, &count, &ce, sums);
+    }
+}
+
+static void weighted_grad_vector(const uint16_t *logits, const float *weights, int64_t g0,
+                                 int64_t g1, const float *grad_inter, const float *grad_psum,
+                                 float grad_ce, uint16_t *grad_logits) {
+    __m512 a = _mm512_broadcast_f32x4(_mm_loadu_ps(grad_inter));
+    __m512 b = _mm512_broadcast_f32x4(_mm_loadu_ps(grad_psum));
+    __m512 wce = splat(grad_ce);
+    for (int64_t g = g0; g < g1; g++) {
+        __m512 shifted, log_sum;
+        __m512 p = softmax4(logits + g * 16, &shifted, &log_sum);
+        __m512 w = _mm512_loadu_ps(weights + g * 16);
+        __m512 gk = _mm512_fmadd_ps(w, a, b);
+        __m512 dot = group4_sum(_mm512_mul_ps(p, gk));
+        __m512 total = group4_sum(w);
+        __m512 ce_part = _mm512_mul_ps(wce, _mm512_fmsub_ps(p, total, w));
+        store16(grad_logits + g * 16, _mm512_fmadd_ps(p, _mm512_sub_ps(gk, dot), ce_part));
+    }
+}
+#endif
+
+/* Forward with soft targets: sums as echoseg_class_sums (4 x c doubles); c <= 64. */
+void echoseg_weighted_class_sums(int threads, const uint16_t *logits, const float *weights,
+                                 int64_t pixels, int64_t c, double *sums) {
+    double *partial = calloc((size_t)threads * 4 * c, sizeof(double));
+    #pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
+        double *mine = partial + (size_t)t * 4 * c;
+        float p[64], shifted[64];
+#ifdef LANES
+        if (c == 4) {
+            int64_t g0 = (begin + 3) / 4, g1 = end / 4;
+            if (g1 > g0) {
+                weighted_sums_vector(logits, weights, g0, g1, mine);
+                weighted_sums_scalar(logits, weights, begin, g0 * 4, c, mine, p, shifted);
+                begin = g1 * 4;
+            }
+        }
+#endif
+        weighted_sums_scalar(logits, weights, begin, end, c, mine, p, shifted);
+    }
+    for (int64_t j = 0; j < 4 * c; j++) sums[j] = 0.0;
+    for (int t = 0; t < threads; t++)
+        for (int64_t j = 0; j < 4 * c; j++) sums[j] += partial[(size_t)t * 4 * c + j];
+    free(partial);
+}
+
+/* Backward with soft targets; c <= 64. */
+void echoseg_weighted_class_sums_backward(int threads, const uint16_t *logits,
+                                          const float *weights, int64_t pixels, int64_t c,
+                                          const float *grad_inter, const float *grad_psum,
+                                          float grad_ce, uint16_t *grad_logits) {
+    #pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
+        float p[64], shifted[64];
+#ifdef LANES
+        if (c == 4) {
+            int64_t g0 = (begin + 3) / 4, g1 = end / 4;
+            if (g1 > g0) {
+                weighted_grad_vector(logits, weights, g0, g1, grad_inter, grad_psum, grad_ce,
+                                     grad_logits);
+                weighted_grad_scalar(logits, weights, begin, g0 * 4, c, grad_inter, grad_psum,
+                                     grad_ce, grad_logits, p, shifted);
+                begin = g1 * 4;
+            }
+        }
+#endif
+        weighted_grad_scalar(logits, weights, begin, end, c, grad_inter, grad_psum, grad_ce,
+                             grad_logits, p, shifted);
+    }
+}
+
+/* How many pixels of each class every f x f block of the labels (n x h x w, int64) holds:
+   counts (n, h/f, w/f, c) as floats. Returns the number of labels outside [0, c). */
+int64_t echoseg_block_counts(int threads, const int64_t *labels, int64_t n, int64_t h,
+                             int64_t w, int64_t c, int64_t f, float *counts) {
+    int64_t hb = h / f, wb = w / f, bad = 0;
+    #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : bad)
+    for (int64_t row = 0; row < n * hb; row++) {
+        int64_t img = row / hb, i = row % hb;
+        for (int64_t j = 0; j < wb; j++) {
+            float *out = counts + (row * wb + j) * c;
+            for (int64_t k = 0; k < c; k++) out[k] = 0.0f;
+            for (int64_t di = 0; di < f; di++) {
+                const int64_t *src = labels + (img * h + i * f + di) * w + j * f;
+                for (int64_t dj = 0; dj < f; dj++) {
+                    if (valid_label(src[dj], c)) out[src[dj]] += 1.0f;
+                    else bad++;
+                }
+            }
+        }
+    }
+    return bad;
 }
