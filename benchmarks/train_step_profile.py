@@ -6,9 +6,8 @@ Runs the real training step of CONFIG (default configs/lightweight.yaml: 256², 
 + channels_last on CPU) under torch.profiler after two warm-up steps, on random images, and
 prints seconds per step, the operators that take most of it, the share of the convolutions
 (forward and backward) and the images/s a step would reach if everything but the convolutions
-were free. On 2 Zen 4 cores the convolutions were 1.75-1.9 s of a 2.9-3.2 s profiled step
-(about 2.5 s unprofiled), so BatchNorm, Mish and pooling now matter as much as the convolutions
-for the issue's 15 images/s target at 256² (see README, "Measured speed").
+were free. On 2 Zen 4 cores the convolutions were 1.7-1.9 s of a profiled step; everything else is
+listed by operator (echoseg's C kernels appear as _BatchNormMish*, _FusedClassSums*).
 Profiling adds overhead: read images/s from ``echoseg bench --train``, shares from here.
 """
 
