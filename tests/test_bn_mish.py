@@ -4,7 +4,9 @@ modules, the same dispatch rules, and a clean fallback without a C compiler."""
 from __future__ import annotations
 
 import copy
+import fnmatch
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -297,3 +299,17 @@ def test_compiled_once_into_the_cache(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_loaded", {})
     assert native.load("bn_mish") is not None
     assert [p.stat().st_mtime_ns for p in tmp_path.iterdir()] == [stamp]
+
+
+def test_every_kernel_source_ships_in_the_package():
+    """Wheels carry only what pyproject's package-data names: a header left out would make the
+    kernels fail to build on installed (non-editable) copies."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["echoseg"]
+    sources = [p for p in (root / "src/echoseg/native").iterdir() if p.suffix in (".c", ".h")]
+    assert {p.suffix for p in sources} == {".c", ".h"}
+    for path in sources:
+        relative = path.relative_to(root / "src/echoseg").as_posix()
+        assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), relative
