@@ -10,7 +10,9 @@ result). When a gradient is needed the forward loop also writes the derivative (
 bf16 gradients stay as accurate as torch's) and the backward is one multiply: 93 -> 56 ms
 forward + backward on 32x32x256x256 bf16, for 2 bytes per element more saved than the input.
 Elsewhere (CUDA, tracing/export, a whole-model ``torch.compile``, no C++ compiler, or
-``ECHOSEG_FUSED_MISH=0``) the module is plain ``F.mish``.
+``ECHOSEG_FUSED_MISH=0``) the module is plain ``F.mish``. Right after a BatchNorm in bf16
+(the lightweight model's training and bf16 inference) both run as one C kernel instead
+(bn_mish.py); this module serves the other cases.
 """
 
 from __future__ import annotations
