@@ -279,7 +279,7 @@ def test_without_a_compiler_warns_once_and_uses_the_modules(monkeypatch, tmp_pat
     monkeypatch.setenv("ECHOSEG_KERNEL_CACHE", str(tmp_path / "kernels"))
     monkeypatch.setattr(native, "_loaded", {})
     with pytest.warns(RuntimeWarning, match=r"C kernel 'bn_mish' unavailable \(no C compiler"):
-        assert native.load("bn_mish") is None
+        assert native.load("bn_mish", bn_mish._SIGNATURES) is None
     bn, x = _bn(16), _input((2, 16, 4, 4))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once, not at every call
@@ -292,12 +292,12 @@ def test_without_a_compiler_warns_once_and_uses_the_modules(monkeypatch, tmp_pat
 def test_compiled_once_into_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("ECHOSEG_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setattr(native, "_loaded", {})
-    assert native.load("bn_mish") is not None
+    assert native.load("bn_mish", bn_mish._SIGNATURES) is not None
     built = list(tmp_path.iterdir())
     assert len(built) == 1 and built[0].name.startswith("bn_mish-") and built[0].suffix == ".so"
     stamp = built[0].stat().st_mtime_ns
     monkeypatch.setattr(native, "_loaded", {})
-    assert native.load("bn_mish") is not None
+    assert native.load("bn_mish", bn_mish._SIGNATURES) is not None
     assert [p.stat().st_mtime_ns for p in tmp_path.iterdir()] == [stamp]
 
 

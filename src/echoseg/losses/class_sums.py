@@ -28,9 +28,9 @@ from torch.autograd.function import once_differentiable
 
 from echoseg import native
 from echoseg.models.dispatch import eager_cpu
+from echoseg.native import FLOAT, I64, INT, PTR
 
 MAX_CLASSES = 64  # the kernel's per-pixel scratch arrays
-_PTR, _I64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 
 
 class ClassSums(NamedTuple):
@@ -42,23 +42,18 @@ class ClassSums(NamedTuple):
     ce_sum: torch.Tensor
 
 
+_SIGNATURES = {
+    "echoseg_class_sums": ([INT, PTR, PTR, I64, I64, PTR], I64),
+    "echoseg_class_sums_backward": ([INT, PTR, PTR, I64, I64, PTR, PTR, FLOAT, PTR], None),
+    "echoseg_weighted_class_sums": ([INT, PTR, PTR, I64, I64, PTR], None),
+    "echoseg_weighted_class_sums_backward": ([INT, PTR, PTR, I64, I64, PTR, PTR, FLOAT, PTR],
+                                             None),
+    "echoseg_block_counts": ([INT, PTR, I64, I64, I64, I64, I64, PTR], I64),
+}
+
+
 def _library() -> ctypes.CDLL | None:
-    lib = native.load("class_sums")
-    if lib is not None and not getattr(lib, "_echoseg_typed", False):
-        lib.echoseg_class_sums.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR]
-        lib.echoseg_class_sums.restype = _I64
-        lib.echoseg_class_sums_backward.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR, _PTR,
-                                                    _FLOAT, _PTR]
-        lib.echoseg_class_sums_backward.restype = None
-        lib.echoseg_weighted_class_sums.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR]
-        lib.echoseg_weighted_class_sums.restype = None
-        lib.echoseg_weighted_class_sums_backward.argtypes = [_INT, _PTR, _PTR, _I64, _I64, _PTR,
-                                                             _PTR, _FLOAT, _PTR]
-        lib.echoseg_weighted_class_sums_backward.restype = None
-        lib.echoseg_block_counts.argtypes = [_INT, _PTR, _I64, _I64, _I64, _I64, _I64, _PTR]
-        lib.echoseg_block_counts.restype = _I64
-        lib._echoseg_typed = True
-    return lib
+    return native.load("class_sums", _SIGNATURES)
 
 
 class _FusedClassSums(torch.autograd.Function):

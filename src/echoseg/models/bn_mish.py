@@ -17,6 +17,9 @@ double.
 training fast path, autocast on); in eval mode the same tensor gets one pass of
 ``mish(x * scale + shift)`` from the running statistics. Everything else, or
 ``ECHOSEG_FUSED_BN_MISH=0``, or no C compiler, runs ``act(norm(x))``.
+:func:`norm_act_pool` does the same for an encoder block's output and the 2x2 max-pooling
+that follows it: in training the forward kernel pools while it writes, and the backward
+takes the pooled gradient along with the skip connection's.
 """
 
 from __future__ import annotations
@@ -31,28 +34,24 @@ from torch.autograd.function import once_differentiable
 from echoseg import native
 from echoseg.models.dispatch import eager_cpu
 from echoseg.models.mish import Mish
+from echoseg.native import FLOAT, I64, INT, PTR
 
-_PTR, _I64, _INT, _FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-_SIGNATURES = {  # every kernel takes the thread count first; NULL pointers are None
-    "echoseg_affine_mish": [_INT, _PTR, _I64, _I64, _PTR, _PTR, _PTR],
-    "echoseg_bn_mish_forward": [_INT, _PTR, _I64, _I64, _PTR, _PTR, _FLOAT, _PTR, _PTR, _PTR],
-    "echoseg_bn_mish_backward": [_INT, _PTR, _PTR, _I64, _I64, _PTR, _PTR, _FLOAT, _PTR, _PTR,
-                                 _PTR, _PTR, _PTR],
-    "echoseg_bn_mish_pool_forward": [_INT, _PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _FLOAT,
-                                     _PTR, _PTR, _PTR, _PTR, _PTR],
-    "echoseg_bn_mish_pool_backward": [_INT, _PTR, _PTR, _PTR, _PTR, _I64, _I64, _I64, _I64,
-                                      _PTR, _PTR, _FLOAT, _PTR, _PTR, _PTR, _PTR, _PTR],
+_SIGNATURES = {  # every kernel takes the thread count first; returns nothing
+    name: ([INT, *args], None) for name, args in {
+        "echoseg_affine_mish": [PTR, I64, I64, PTR, PTR, PTR],
+        "echoseg_bn_mish_forward": [PTR, I64, I64, PTR, PTR, FLOAT, PTR, PTR, PTR],
+        "echoseg_bn_mish_backward": [PTR, PTR, I64, I64, PTR, PTR, FLOAT, PTR, PTR, PTR, PTR,
+                                     PTR],
+        "echoseg_bn_mish_pool_forward": [PTR, I64, I64, I64, I64, PTR, PTR, FLOAT, PTR, PTR, PTR,
+                                         PTR, PTR],
+        "echoseg_bn_mish_pool_backward": [PTR, PTR, PTR, PTR, I64, I64, I64, I64, PTR, PTR,
+                                          FLOAT, PTR, PTR, PTR, PTR, PTR],
+    }.items()
 }
 
 
 def _library() -> ctypes.CDLL | None:
-    lib = native.load("bn_mish")
-    if lib is not None and not getattr(lib, "_echoseg_typed", False):
-        for name, argtypes in _SIGNATURES.items():
-            fn = getattr(lib, name)
-            fn.argtypes, fn.restype = argtypes, None
-        lib._echoseg_typed = True
-    return lib
+    return native.load("bn_mish", _SIGNATURES)
 
 
 def _call(name: str, *args) -> None:

@@ -29,21 +29,30 @@ _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fP
 _X86_FLAGS = ["-mprefer-vector-width=512"]  # gcc would use 256-bit vectors on some AVX-512 CPUs
 _loaded: dict[str, ctypes.CDLL | None] = {}
 
+# ctypes shorthands for signatures: a pointer (a tensor's data_ptr(), or None for NULL), int64,
+# int and float
+PTR, I64, INT, FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 
-def load(name: str) -> ctypes.CDLL | None:
-    """The shared library built from ``NAME.c`` in this package, or None where it cannot be
-    built (one RuntimeWarning says why; the result is remembered for the process)."""
+
+def load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL | None:
+    """The shared library built from ``NAME.c`` in this package, its functions typed by
+    ``signatures`` ({function: (argtypes, restype)}), or None where it cannot be built (one
+    RuntimeWarning says why; the result is remembered for the process)."""
     if name not in _loaded:
-        _loaded[name] = _build_and_load(name)
+        _loaded[name] = _build_and_load(name, signatures)
     return _loaded[name]
 
 
-def _build_and_load(name: str) -> ctypes.CDLL | None:
+def _build_and_load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL | None:
     if os.environ.get("ECHOSEG_NATIVE", "1") == "0":
         return None
     try:
-        return ctypes.CDLL(str(_build(name)))
-    except (OSError, subprocess.SubprocessError) as exc:
+        lib = ctypes.CDLL(str(_build(name)))
+        for function, (argtypes, restype) in signatures.items():
+            getattr(lib, function).argtypes = argtypes
+            getattr(lib, function).restype = restype
+        return lib
+    except (OSError, AttributeError, subprocess.SubprocessError) as exc:
         first_line = (str(exc).strip().splitlines() or [""])[0]
         warnings.warn(f"echoseg: C kernel {name!r} unavailable ({first_line}); using PyTorch's "
                       "operators instead", RuntimeWarning, stacklevel=3)
