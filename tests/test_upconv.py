@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from echoseg.config import ModelConfig
-from echoseg.models import build_model
+from echoseg.models import build_model, upconv
 from echoseg.models.blocks import decode_level
 from echoseg.models.upconv import conv_upsampled_cat, phase_weight
 
@@ -86,3 +86,26 @@ def test_environment_switch(monkeypatch, mode, fast):
         node = node.next_functions[0][0] if node.next_functions else None
     assert ("_InterleaveBackward" in names) == fast
     assert ("CatBackward0" in names) == (not fast)
+
+
+@pytest.mark.skipif(upconv._library() is None, reason="no C compiler here")
+@pytest.mark.parametrize("shape", [(2, 16, 4, 6), (2, 24, 3, 5), (1, 3, 2, 2)])
+def test_native_interleave_equals_the_strided_copies_bit_for_bit(shape, monkeypatch):
+    """bf16 channels_last (the CPU training case): the C kernel (one pass each way) against the
+    strided copy + add and copy + zeroing, for 16 channels (whole vectors), 24 (a tail) and 3."""
+    n, c, h, w = shape
+    torch.manual_seed(0)
+    layout = torch.channels_last
+    phases = torch.randn(n, 4 * c, h + 1, w + 1).bfloat16().contiguous(memory_format=layout)
+    full = torch.randn(n, c, 2 * h, 2 * w).bfloat16().contiguous(memory_format=layout)
+    grad = torch.randn(n, c, 2 * h, 2 * w).bfloat16().contiguous(memory_format=layout)
+    results = []
+    for native in ("1", "0"):
+        monkeypatch.setenv("ECHOSEG_NATIVE_INTERLEAVE", native)
+        p, f = phases.clone().requires_grad_(), full.clone().requires_grad_()
+        out = upconv._Interleave.apply(p, f)
+        out.backward(grad)
+        results.append((out, p.grad, f.grad))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+    assert results[0][1].is_contiguous(memory_format=layout)
