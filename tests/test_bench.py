@@ -2,6 +2,9 @@
 
 import json
 
+import pytest
+import torch
+
 from echoseg.cli import main
 
 
@@ -21,6 +24,22 @@ def test_bench_train_reports_images_per_second(capsys):
     result = json.loads(capsys.readouterr().out)["unet0"]
     assert result["images_per_s"] > 0 and result["batch_size"] == 2 and result["size"] == 32
     assert result["warmup_s"] > 0 and result["compile"] == "none" and result["steps"] == 1
+    assert 0.05 < result["peak_memory_gb"] < 1000  # the process's peak resident set, in GB
+
+
+def test_peak_memory_units(monkeypatch):
+    """ru_maxrss is KiB on Linux and bytes on macOS; the bench reports 1e9-byte GB."""
+    import resource
+    import types
+
+    from echoseg.bench import timing
+
+    usage = types.SimpleNamespace(ru_maxrss=2_000_000)
+    monkeypatch.setattr(resource, "getrusage", lambda who: usage)
+    monkeypatch.setattr(timing.sys, "platform", "linux")
+    assert timing.peak_memory_gb(torch.device("cpu")) == pytest.approx(2.048)
+    monkeypatch.setattr(timing.sys, "platform", "darwin")
+    assert timing.peak_memory_gb(torch.device("cpu")) == pytest.approx(0.002)
 
 
 def test_bench_unknown_name_is_one_line(capsys):

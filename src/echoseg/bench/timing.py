@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -43,8 +44,11 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
 
     Uses the run's own precision/channels_last/compile settings and random images and labels
     of the config's grid size and batch size. Returns a dict with ``images_per_s``,
-    ``warmup_s`` (seconds of the untimed first steps, a compilation included) and the settings.
+    ``warmup_s`` (seconds of the untimed first steps, a compilation included),
+    ``peak_memory_gb`` (see :func:`peak_memory_gb`) and the settings.
     """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     step, amp = training_step(config, device)
     cfg = config.train
     t0 = time.perf_counter()
@@ -61,7 +65,22 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     return {"images_per_s": steps * cfg.batch_size / seconds, "warmup_s": warmup_s,
             "batch_size": cfg.batch_size, "size": config.data.size, "precision": precision,
             "channels_last": cfg.channels_last, "compile": cfg.compile, "steps": steps,
-            "device": str(device), "threads": torch.get_num_threads()}
+            "device": str(device), "threads": torch.get_num_threads(),
+            "peak_memory_gb": peak_memory_gb(device)}
+
+
+def peak_memory_gb(device: torch.device) -> float | None:
+    """Peak memory so far, in GB (1e9 bytes): CUDA memory allocated by PyTorch on a GPU, the
+    process's peak resident set on CPU (everything since it started); None where the platform
+    does not say (Windows)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 1e9
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 1e9  # bytes on macOS, KiB else
 
 
 @torch.no_grad()

@@ -46,9 +46,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for name, r in results.items():
         if args.train:
+            peak = r["peak_memory_gb"]
             print(f"{name}: {r['images_per_s']:.1f} training images/s ({r['size']}², batch "
                   f"{r['batch_size']}, {r['precision']}, channels_last={r['channels_last']}, "
-                  f"{r['device']}, {r['threads']} threads)")
+                  f"{r['device']}, {r['threads']} threads"
+                  + (f", peak memory {peak:.1f} GB)" if peak is not None else ")"))
         else:
             for prec, m in r.items():
                 print(f"{name} [{prec}]: {m['ms_per_frame']:.2f} ms/frame ({m['fps']:.0f} fps, "
