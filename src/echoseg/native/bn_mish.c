@@ -5,7 +5,10 @@
  * y = mish(gamma * (x - mean) / sqrt(var + eps) + beta). Backward: one pass that recomputes
  * the Mish derivative from x, writes the gradient of the normalised activations (rounded to
  * bf16, as the unfused bf16 path does) and sums it per channel, one pass for the input gradient.
- * Neither the normalised activations nor the Mish derivative are ever stored.
+ * Neither the normalised activations nor the Mish derivative are ever stored. The _pool_
+ * variants also max-pool y over 2x2 windows while writing it (uint8 window positions) and take
+ * the pooled output's gradient in the first backward pass; they walk the data window by
+ * window instead of block by block.
  *
  * Loops run over blocks of whole rows (BLOCK elements) against per-element copies of the
  * per-channel parameters, so the compiler vectorises one long, simple inner loop whatever c is.
