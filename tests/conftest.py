@@ -32,6 +32,17 @@ def _private_cache(tmp_path_factory, monkeypatch, _kernel_cache):
 
 
 @pytest.fixture
+def native_kernels() -> None:
+    """Skip a test where echoseg's C kernels cannot be built here (no C compiler). Resolved at
+    test time, so the kernels build into the test session's cache, not the user's."""
+    from echoseg.losses import class_sums
+    from echoseg.models import bn_mish, upconv
+
+    if any(m._library() is None for m in (bn_mish, class_sums, upconv)):
+        pytest.skip("no C compiler here: echoseg's C kernels cannot be built")
+
+
+@pytest.fixture
 def samples_root() -> Path:
     """tests/data/camus224: 8 real CAMUS patients as 224x224 PNG pairs with splits.json."""
     return SAMPLES_ROOT

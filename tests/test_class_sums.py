@@ -12,7 +12,7 @@ from echoseg.losses import class_sums as module
 from echoseg.losses import dice_ce_loss
 from echoseg.losses.class_sums import class_sums
 
-needs_kernel = pytest.mark.skipif(module._library() is None, reason="no C compiler here")
+needs_kernel = pytest.mark.usefixtures("native_kernels")
 
 
 def _logits(shape, seed=0, scale=4.0) -> torch.Tensor:

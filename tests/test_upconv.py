@@ -88,7 +88,7 @@ def test_environment_switch(monkeypatch, mode, fast):
     assert ("CatBackward0" in names) == (not fast)
 
 
-@pytest.mark.skipif(upconv._library() is None, reason="no C compiler here")
+@pytest.mark.usefixtures("native_kernels")
 @pytest.mark.parametrize("shape", [(2, 16, 4, 6), (2, 24, 3, 5), (1, 3, 2, 2)])
 def test_native_interleave_equals_the_strided_copies_bit_for_bit(shape, monkeypatch):
     """bf16 channels_last (the CPU training case): the C kernel (one pass each way) against the
