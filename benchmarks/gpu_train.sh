@@ -9,7 +9,8 @@
 #
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
 # STAGES picks the steps (default "bench train256"; add train224 for the shipped recipe, which
-# then reserves 230 s of the budget and cuts the 256² run short).
+# then reserves 230 s of the budget and cuts the 256² run short, and infer for inference
+# latency).
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
 # Set ECHOSEG_GIT_COMMIT to the commit you ship: a copied tree's .git may be stale.
 set -u
@@ -44,10 +45,12 @@ STEPS=${BENCH_STEPS:-40}
     timeout 90 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json
     timeout 60 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json \
         --set data.size=224
-    timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 32 --json
-    timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 1 --json
 } >"$OUT/bench.jsonl"
 cat "$OUT/bench.jsonl"
+if has infer; then  # inference latency (measured on the H200 before; opt-in to save lease time)
+    timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 32 --json
+    timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 1 --json
+fi | tee "$OUT/bench_inference.jsonl"
 # A/B of the low-resolution decoder convolution (models/upconv.py; CPU-only by default)
 ECHOSEG_LOW_RES_UPCONV=on timeout 90 $ES bench --train lightweight --device "$DEVICE" \
     --steps "$STEPS" --json | tee "$OUT/bench_low_res_upconv.jsonl"
