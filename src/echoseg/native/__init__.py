@@ -2,14 +2,17 @@
 
 Each ``NAME.c`` here (with the ``*.h`` headers beside it) is built once per source, compiler,
 flags and CPU into ``$ECHOSEG_KERNEL_CACHE`` (default: ``kernels/`` in echoseg's cache,
-``$ECHOSEG_CACHE`` or ``~/.cache/echoseg``), with ``-O3 -march=native`` and OpenMP, and the
-shared library is written atomically so that concurrent processes never load a half-written
-file. Building takes under a second; it needs no PyTorch headers and no build system, only
-``cc`` (or ``$CC``), which ``torch.compile`` on CPU needs as well. The libraries link
-``libgomp.so.1``, the OpenMP runtime PyTorch has already loaded, so both share one thread pool.
+``$ECHOSEG_CACHE`` or ``~/.cache/echoseg``), with ``-O3 -march=native`` and OpenMP (then
+``$ECHOSEG_NATIVE_FLAGS``, e.g. ``-mno-avx512bf16``), and the shared library is written
+atomically so that concurrent processes never load a half-written file. Building takes under
+a second; it needs no PyTorch headers and no build system, only ``cc`` (or ``$CC``), which
+``torch.compile`` on CPU needs as well. The libraries link ``libgomp.so.1``, the OpenMP
+runtime PyTorch has already loaded, so both share one thread pool.
 
-:func:`load` returns ``None`` (and warns once) when no compiler or no OpenMP is available or
-``ECHOSEG_NATIVE=0``; callers then use PyTorch's own operators.
+:func:`load` returns ``None`` (and warns once) when no compiler or no OpenMP is available,
+when the build has no vector path (the CPU lacks AVX-512 F/BW/VL: the kernels' scalar loops
+alone would be slower than PyTorch's operators) or ``ECHOSEG_NATIVE=0``; callers then use
+PyTorch's own operators.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def _build_and_load(name: str, signatures: dict[str, tuple[list, object]]) -> ct
         return None
     try:
         lib = ctypes.CDLL(str(_build(name)))
+        if lib.echoseg_vector_lanes() == 0:
+            raise OSError("this CPU or compiler has no AVX-512 (F, BW, VL) vector path")
         for function, (argtypes, restype) in signatures.items():
             getattr(lib, function).argtypes = argtypes
             getattr(lib, function).restype = restype
@@ -68,6 +73,7 @@ def _build(name: str) -> Path:
     if shutil.which(compiler) is None:
         raise OSError(f"no C compiler {compiler!r} on PATH (set CC)")
     flags = _FLAGS + (_X86_FLAGS if platform.machine().lower() in ("x86_64", "amd64") else [])
+    flags += os.environ.get("ECHOSEG_NATIVE_FLAGS", "").split()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
                              timeout=60).stdout
     parts = [source, *(headers[h] for h in sorted(headers)),

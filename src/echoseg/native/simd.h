@@ -37,12 +37,27 @@ static inline float exp_approx(float x) {
     return p * as_float((uint32_t)((int32_t)k + 127) << 23);
 }
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512BF16__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 /* AVX-512 versions, 16 lanes: the compiler cannot derive these from the scalar code (bf16
-   rounding in one instruction, reciprocal estimates, 2^k scaling). LANES is defined only here. */
+   rounding in one instruction where the CPU has AVX512_BF16, reciprocal estimates, 2^k
+   scaling). LANES is defined only here. */
 #include <immintrin.h>
 #define LANES 16
+
+/* v rounded to bf16 (nearest even; NaN stays a quiet NaN), as 16 uint16 lanes */
+static inline __m256i bf16_round16(__m512 v) {
+#ifdef __AVX512BF16__
+    return (__m256i)_mm512_cvtneps_pbh(v);
+#else /* Skylake-X to Ice Lake: the same rounding with integer operations */
+    __m512i u = _mm512_castps_si512(v);
+    __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), quiet);
+    return _mm512_cvtepi32_epi16(rounded);
+#endif
+}
 
 static inline __m512 load16(const uint16_t *p) {
     __m256i h = _mm256_loadu_si256((const __m256i *)p);
@@ -50,12 +65,12 @@ static inline __m512 load16(const uint16_t *p) {
 }
 
 static inline void store16(uint16_t *p, __m512 v) {
-    _mm256_storeu_si256((__m256i *)p, (__m256i)_mm512_cvtneps_pbh(v));
+    _mm256_storeu_si256((__m256i *)p, bf16_round16(v));
 }
 
 /* stores v rounded to bf16 at p and returns the rounded value */
 static inline __m512 store16_rounded(uint16_t *p, __m512 v) {
-    __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+    __m256i h = bf16_round16(v);
     _mm256_storeu_si256((__m256i *)p, h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
@@ -86,5 +101,16 @@ static inline int64_t vector_end(int64_t len) { return len - len % LANES; }
 #else
 static inline int64_t vector_end(int64_t len) { (void)len; return 0; }
 #endif
+
+/* Lanes of the vector path this library was built with; 0: scalar only. The scalar loops only
+   serve the vector path's tails: on their own they are slower than PyTorch's operators, so
+   Python does not use a library without vectors. */
+int echoseg_vector_lanes(void) {
+#ifdef LANES
+    return LANES;
+#else
+    return 0;
+#endif
+}
 
 #endif
