@@ -45,7 +45,9 @@ def read_history(path):
         return list(csv.DictReader(f))
 
 
-def test_smoke_training_writes_run_folder_and_loss_goes_down(tiny_config, tmp_path):
+def test_smoke_training_writes_run_folder_and_loss_goes_down(tiny_config, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setenv("ECHOSEG_FUSED_LOSS", "1")  # a switch, recorded in the provenance
     run = tmp_path / "run"
     result = train(tiny_config("train.epochs=4"), run, quiet=True)
     for name in ("config.yaml", "provenance.json", "splits.json", "history.csv", "last.pt",
@@ -62,6 +64,11 @@ def test_smoke_training_writes_run_folder_and_loss_goes_down(tiny_config, tmp_pa
     assert saved["model"]["encoder"] == [8, 8, 16] and saved["train"]["epochs"] == 4
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["seed"] == 0 and prov["packages"]["torch"] and prov["end_time"]
+    assert prov["environment"]["ECHOSEG_FUSED_LOSS"] == "1"
+    assert "ECHOSEG_CACHE" not in prov["environment"]  # a location, not a switch
+    if loop.autocast_dtype("auto", torch.device("cpu")) is not None:
+        # bf16 steps ask for the C kernels; whether they ran is recorded
+        assert set(prov["native_kernels"]) >= {"bn_mish", "class_sums"}
     state = load_checkpoint(run / "last.pt")
     assert state["epoch"] == 4 and state["config"]["data"]["size"] == 64
     assert state["provenance"]["git_commit"] == prov["git_commit"]

@@ -46,6 +46,12 @@ def load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL |
     return _loaded[name]
 
 
+def status() -> dict[str, bool]:
+    """Which libraries this process has asked for so far, and whether each is in use (False:
+    unavailable, PyTorch's operators ran instead)."""
+    return {name: lib is not None for name, lib in sorted(_loaded.items())}
+
+
 def _build_and_load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL | None:
     if os.environ.get("ECHOSEG_NATIVE", "1") == "0":
         return None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from echoseg import native
 from echoseg.atomic import atomic_write_text
 from echoseg.config import Config, dump_config, to_dict
 from echoseg.errors import EchosegError
@@ -170,6 +171,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
                     prov, out)
 
     prov["end_time"] = provenance.now()
+    prov["native_kernels"] = native.status()  # known only once the steps have asked for them
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
     return {**(history[-1] if history else {}), "best_epoch": stopper.best_epoch,
             "best_val_dice_mean": stopper.best}

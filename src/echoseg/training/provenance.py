@@ -1,4 +1,5 @@
-"""Where a run came from: git commit, package versions, machine, seed, start and end time."""
+"""Where a run came from: git commit, package versions, machine, seed, the ``ECHOSEG_*``
+switches, start and end time (and, written at the end, which C kernels ran)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,18 @@ def collect(device: str, seed: int) -> dict:
         "device": device,
         "device_name": device_description(device),
         "seed": seed,
+        "environment": switches(),
         "start_time": now(),
         "end_time": None,
     }
+
+
+# set by the caller or the machine, not switches of the computation
+_NOT_SWITCHES = ("ECHOSEG_CACHE", "ECHOSEG_KERNEL_CACHE", "ECHOSEG_GIT_COMMIT")
+
+
+def switches() -> dict[str, str]:
+    """The ``ECHOSEG_*`` environment variables that choose between computation paths (fast
+    kernels on or off, compiler flags), as set for this run."""
+    return {k: v for k, v in sorted(os.environ.items())
+            if k.startswith("ECHOSEG_") and k not in _NOT_SWITCHES}
