@@ -43,6 +43,18 @@ def native_kernels() -> None:
 
 
 @pytest.fixture
+def kernel_calls(monkeypatch):
+    """``kernel_calls(Function)`` -> a list that gets the first argument of every
+    ``Function.apply`` call from then on (the call still runs): which inputs a kernel took."""
+    def spy(function) -> list:
+        calls, real = [], function.apply
+        monkeypatch.setattr(function, "apply", lambda *a: calls.append(a[0]) or real(*a))
+        return calls
+
+    return spy
+
+
+@pytest.fixture
 def samples_root() -> Path:
     """tests/data/camus224: 8 real CAMUS patients as 224x224 PNG pairs with splits.json."""
     return SAMPLES_ROOT

@@ -134,21 +134,9 @@ def test_repeatable_bit_for_bit():
         assert torch.equal(a, b)
 
 
-def _fused_calls(monkeypatch) -> list:
-    calls = []
-    real = bn_mish._BatchNormMish.apply
-
-    def spy(*args):
-        calls.append(args[0].shape)
-        return real(*args)
-
-    monkeypatch.setattr(bn_mish._BatchNormMish, "apply", spy)
-    return calls
-
-
 @needs_kernel
-def test_dispatch_only_on_bf16_channels_last_cpu(monkeypatch):
-    calls = _fused_calls(monkeypatch)
+def test_dispatch_only_on_bf16_channels_last_cpu(monkeypatch, kernel_calls):
+    calls = kernel_calls(bn_mish._BatchNormMish)
     bn, x = _bn(16), _input((2, 16, 4, 4))
     norm_act(bn, Mish(), x)
     assert len(calls) == 1
@@ -258,11 +246,8 @@ def test_pooling_ties_go_to_the_first_maximum():
 
 
 @needs_kernel
-def test_pooling_fused_only_where_it_is_a_plain_2x2_training_pool(monkeypatch):
-    calls = []
-    real = bn_mish._BatchNormMishPool.apply
-    monkeypatch.setattr(bn_mish._BatchNormMishPool, "apply",
-                        lambda *a: calls.append(a[0].shape) or real(*a))
+def test_pooling_fused_only_where_it_is_a_plain_2x2_training_pool(kernel_calls):
+    calls = kernel_calls(bn_mish._BatchNormMishPool)
     bn, x = _bn(16), _input((2, 16, 4, 4))
     norm_act_pool(bn, Mish(), nn.MaxPool2d(2), x)
     assert len(calls) == 1

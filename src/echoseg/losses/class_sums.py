@@ -64,12 +64,12 @@ class _FusedClassSums(torch.autograd.Function):
     def forward(ctx, logits: torch.Tensor, targets: torch.Tensor):
         classes, pixels = logits.shape[1], logits.numel() // logits.shape[1]
         sums = torch.empty(4, classes, dtype=torch.float64)
-        lib, threads = _library(), torch.get_num_threads()
-        args = (logits.data_ptr(), targets.data_ptr(), pixels, classes, sums.data_ptr())
         if targets.is_floating_point():
-            lib.echoseg_weighted_class_sums(threads, *args)
+            native.call(_library(), "echoseg_weighted_class_sums", logits, targets, pixels,
+                        classes, sums)
         else:
-            _check_labels(lib.echoseg_class_sums(threads, *args), classes)
+            _check_labels(native.call(_library(), "echoseg_class_sums", logits, targets, pixels,
+                                      classes, sums), classes)
         ctx.save_for_backward(logits, targets)
         inter, p_sum, t_sum, ce = sums.float()
         ctx.mark_non_differentiable(t_sum)
@@ -85,11 +85,10 @@ class _FusedClassSums(torch.autograd.Function):
         grad_p_sum = zeros if grad_p_sum is None else grad_p_sum.float().contiguous()
         grad_ce = 0.0 if grad_ce is None else float(grad_ce)
         grad = torch.empty_like(logits)
-        lib = _library()
-        kernel = (lib.echoseg_weighted_class_sums_backward if targets.is_floating_point()
-                  else lib.echoseg_class_sums_backward)
-        kernel(torch.get_num_threads(), logits.data_ptr(), targets.data_ptr(), pixels, classes,
-               grad_inter.data_ptr(), grad_p_sum.data_ptr(), grad_ce, grad.data_ptr())
+        kernel = ("echoseg_weighted_class_sums_backward" if targets.is_floating_point()
+                  else "echoseg_class_sums_backward")
+        native.call(_library(), kernel, logits, targets, pixels, classes, grad_inter,
+                    grad_p_sum, grad_ce, grad)
         return grad, None
 
 
@@ -99,14 +98,17 @@ def _check_labels(bad: int, classes: int) -> None:
                          "logits")
 
 
+def _enabled(classes: int) -> bool:
+    """The kernels are switched on, built, and sized for ``classes``."""
+    return (classes <= MAX_CLASSES and os.environ.get("ECHOSEG_FUSED_LOSS", "1") != "0"
+            and _library() is not None)
+
+
 def _fusable(logits: torch.Tensor) -> bool:
     return (
         logits.dtype == torch.bfloat16 and logits.dim() == 4
-        and logits.shape[1] <= MAX_CLASSES
         and logits.is_contiguous(memory_format=torch.channels_last)
-        and os.environ.get("ECHOSEG_FUSED_LOSS", "1") != "0"
-        and eager_cpu(logits)
-        and _library() is not None
+        and eager_cpu(logits) and _enabled(logits.shape[1])
     )
 
 
@@ -124,13 +126,23 @@ def class_sums(logits: torch.Tensor, target: torch.Tensor) -> ClassSums:
         dims = (0, 2, 3)
         return ClassSums((probs * target).sum(dims), probs.sum(dims), target.sum(dims),
                          -(target * logp).sum())
-    classes = logits.shape[1]
+    return label_sums(logits, target)
+
+
+def label_sums(logits: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> ClassSums:
+    """:class:`ClassSums` against labels through PyTorch's operators, for the batch (C,) or,
+    with ``per_image``, for each image (N * C,: image-major); ``ce_sum`` is the batch's."""
     probs, logp_true = softmax_parts(logits, target)
-    bins = target.long().reshape(-1)
-    inter = torch.zeros(classes, device=logits.device).scatter_add(
-        0, bins, logp_true.exp().reshape(-1))
-    t_sum = torch.bincount(bins, minlength=classes).float()
-    return ClassSums(inter, probs.sum(dim=(0, 2, 3)), t_sum, -logp_true.sum())
+    n, classes = probs.shape[:2]
+    bins = target.long().reshape(n, -1)
+    if per_image:  # one set of class bins per image
+        bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)
+    size = n * classes if per_image else classes
+    flat = logp_true.exp().reshape(-1)
+    inter = torch.zeros(size, device=flat.device).scatter_add(0, bins.reshape(-1), flat)
+    t_sum = torch.bincount(bins.reshape(-1), minlength=size).to(flat.dtype)
+    p_sum = probs.sum(dim=(2, 3) if per_image else (0, 2, 3)).reshape(size)
+    return ClassSums(inter, p_sum, t_sum, -logp_true.sum())
 
 
 def _same_layout(weights: torch.Tensor, logits: torch.Tensor) -> bool:
@@ -144,13 +156,10 @@ def block_counts(target: torch.Tensor, classes: int, factor: int) -> torch.Tenso
     scores). One C pass over the labels on CPU; one-hot and sum pooling elsewhere."""
     n, h, w = target.shape
     shape = (n, classes, h // factor, w // factor)
-    if (target.device.type == "cpu" and os.environ.get("ECHOSEG_FUSED_LOSS", "1") != "0"
-            and classes <= MAX_CLASSES and _library() is not None):
+    if target.device.type == "cpu" and _enabled(classes):
         counts = torch.empty(shape, memory_format=torch.channels_last)
-        labels = target.long().contiguous()
-        _check_labels(_library().echoseg_block_counts(
-            torch.get_num_threads(), labels.data_ptr(), n, h, w, classes, factor,
-            counts.data_ptr()), classes)
+        _check_labels(native.call(_library(), "echoseg_block_counts", target.long().contiguous(),
+                                  n, h, w, classes, factor, counts), classes)
         return counts
     onehot = torch.zeros(n, classes, h, w, device=target.device)
     onehot.scatter_(1, target.long().unsqueeze(1), 1.0)

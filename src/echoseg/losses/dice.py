@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import torch
 
-from echoseg.losses.class_sums import ClassSums, class_sums, softmax_parts
+from echoseg.losses.class_sums import ClassSums, class_sums, label_sums
 from echoseg.losses.class_sums import block_counts as count_blocks
 
 SMOOTH = 1e-5
@@ -51,15 +51,8 @@ def per_image_dice(logits: torch.Tensor, target: torch.Tensor,
                    smooth: float = SMOOTH) -> torch.Tensor:
     """Soft Dice of every class (0..C-1) of each image: (N, C) from logits (N, C, H, W) and
     labels (N, H, W)."""
-    probs, logp_true = softmax_parts(logits, target)
-    n, classes = probs.shape[:2]
-    bins = target.long().reshape(n, -1)
-    bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)  # per image
-    flat = logp_true.exp().reshape(-1)
-    inter = torch.zeros(n * classes, device=flat.device).scatter_add(0, bins.reshape(-1), flat)
-    t_sum = torch.bincount(bins.reshape(-1), minlength=n * classes).to(flat.dtype)
-    p_sum = probs.sum(dim=(2, 3)).reshape(n * classes)
-    return _dice(inter, p_sum, t_sum, smooth).reshape(n, classes)
+    sums = label_sums(logits, target, per_image=True)
+    return _dice(sums.inter, sums.p_sum, sums.t_sum, smooth).reshape(logits.shape[:2])
 
 
 def batch_dice(sums: ClassSums, smooth: float = SMOOTH) -> torch.Tensor:

@@ -55,10 +55,7 @@ def _library() -> ctypes.CDLL | None:
 
 
 def _call(name: str, *args) -> None:
-    """Call kernel ``name``; tensors are passed as data pointers, the thread count is
-    PyTorch's intra-op count."""
-    values = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
-    getattr(_library(), name)(torch.get_num_threads(), *values)
+    native.call(_library(), name, *args)
 
 
 def _rows_channels(x: torch.Tensor) -> tuple[int, int]:
@@ -88,7 +85,7 @@ class _BatchNormMish(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor, _mean_grad, _var_grad):
         x, gamma, beta, mean, var = ctx.saved_tensors
-        grad = grad.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        grad = _dense(grad, x.dtype)
         m, c = _rows_channels(x)
         grad_x = torch.empty_like(x)
         grad_gamma, grad_beta = torch.empty_like(gamma), torch.empty_like(beta)

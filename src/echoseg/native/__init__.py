@@ -18,6 +18,7 @@ PyTorch's own operators.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -44,6 +45,15 @@ def load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL |
     if name not in _loaded:
         _loaded[name] = _build_and_load(name, signatures)
     return _loaded[name]
+
+
+def call(lib: ctypes.CDLL, function: str, *args):
+    """``lib.function(threads, *args)``: every kernel takes PyTorch's intra-op thread count
+    first; tensors are passed as their data pointers (None is NULL). Returns the result."""
+    import torch
+
+    values = [a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args]
+    return getattr(lib, function)(torch.get_num_threads(), *values)
 
 
 def status() -> dict[str, bool]:
@@ -80,12 +90,12 @@ def _build(name: str) -> Path:
         raise OSError(f"no C compiler {compiler!r} on PATH (set CC)")
     flags = _FLAGS + (_X86_FLAGS if platform.machine().lower() in ("x86_64", "amd64") else [])
     flags += os.environ.get("ECHOSEG_NATIVE_FLAGS", "").split()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
     parts = [source, *(headers[h] for h in sorted(headers)),
-             *(text.encode() for text in (compiler, " ".join(flags), version, _cpu()))]
+             *(text.encode() for text in (compiler, " ".join(flags), _version(compiler), _cpu()))]
     key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
-    cache = Path(os.environ.get("ECHOSEG_KERNEL_CACHE") or _cache_root() / "kernels")
+    from echoseg.data.cache import default_cache_dir  # the data layer: only when building
+
+    cache = Path(os.environ.get("ECHOSEG_KERNEL_CACHE") or default_cache_dir() / "kernels")
     target = cache / f"{name}-{key}.so"
     if target.exists():
         return target
@@ -104,11 +114,13 @@ def _build(name: str) -> Path:
     return target
 
 
-def _cache_root() -> Path:
-    # echoseg.data.cache.cache_root, without importing the data layer into the models
-    return Path(os.environ.get("ECHOSEG_CACHE") or Path.home() / ".cache" / "echoseg")
+@functools.cache
+def _version(compiler: str) -> str:
+    return subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                          timeout=60).stdout
 
 
+@functools.cache
 def _cpu() -> str:
     """What -march=native depends on: the CPU's feature flags on Linux, else its name."""
     try:

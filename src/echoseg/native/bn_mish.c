@@ -86,9 +86,10 @@ static void flush(float *fa, float *fb, int64_t n, int64_t c, double *da, double
     }
 }
 
-/* Per-channel sums over all rows of (x - shift) and (x - shift)^2 into sum, sq. */
+/* Per-channel sums over all rows of (x - shift) into sums[0..c) and of (x - shift)^2 into
+   sums[c..2c). */
 static void channel_sums(const uint16_t *x, int64_t m, int64_t c, int threads,
-                         const float *shift, double *sum, double *sq) {
+                         const float *shift, double *sums) {
     int64_t rows = block_rows(c), n = rows * c, blocks = (m + rows - 1) / rows;
     double *partial = calloc((size_t)threads * 2 * c, sizeof(double));
     float *sh = malloc((size_t)n * sizeof(float));
@@ -120,12 +121,7 @@ static void channel_sums(const uint16_t *x, int64_t m, int64_t c, int threads,
         }
         free(fs);
     }
-    for (int64_t j = 0; j < c; j++) sum[j] = sq[j] = 0.0;
-    for (int t = 0; t < threads; t++)
-        for (int64_t j = 0; j < c; j++) {
-            sum[j] += partial[(size_t)t * 2 * c + j];
-            sq[j] += partial[(size_t)t * 2 * c + c + j];
-        }
+    sum_partials(partial, threads, 2 * c, sums);
     free(partial);
     free(sh);
 }
@@ -162,7 +158,7 @@ static void batch_statistics(int threads, const uint16_t *x, int64_t m, int64_t 
     float *first = malloc((size_t)c * sizeof(float));
     double *sum = malloc((size_t)2 * c * sizeof(double)), *sq = sum + c;
     for (int64_t j = 0; j < c; j++) first[j] = bf16_to_f32(x[j]); /* sums of x - x[0]: no cancellation */
-    channel_sums(x, m, c, threads, first, sum, sq);
+    channel_sums(x, m, c, threads, first, sum);
     for (int64_t j = 0; j < c; j++) {
         double mu = sum[j] / (double)m, v = sq[j] / (double)m - mu * mu;
         v = v > 0.0 ? v : 0.0;
@@ -380,12 +376,10 @@ static void backward(int threads, const uint16_t *grad, const pooling *pool, con
         pooled_gradient_sums(threads, grad, pool, x, m, c, scale, shift, mean, grad_x, partial);
     else
         gradient_sums(threads, grad, x, m, c, scale, shift, mean, grad_x, partial);
+    double *totals = malloc((size_t)2 * c * sizeof(double));
+    sum_partials(partial, threads, 2 * c, totals);
     for (int64_t j = 0; j < c; j++) {
-        double sg = 0.0, sgx = 0.0;
-        for (int t = 0; t < threads; t++) {
-            sg += partial[(size_t)t * 2 * c + j];
-            sgx += partial[(size_t)t * 2 * c + c + j];
-        }
+        double sg = totals[j], sgx = totals[c + j];
         grad_beta[j] = (float)sg;
         grad_gamma[j] = (float)(sgx * invstd[j]);
         a[j] = (float)(sg / (double)m);
@@ -418,6 +412,7 @@ static void backward(int threads, const uint16_t *grad, const pooling *pool, con
     free(pc);
     free(tiles);
     free(partial);
+    free(totals);
 }
 
 /* Training backward from grad (dL/dy, bf16), x and the forward's mean and var: grad_x (bf16),

@@ -141,36 +141,6 @@ static int64_t sums_vector(const uint16_t *logits, const int64_t *labels, int64_
 }
 #endif
 
-/* Forward: see the top of the file. sums is 4 x c doubles; c <= 64. */
-int64_t echoseg_class_sums(int threads, const uint16_t *logits, const int64_t *labels,
-                           int64_t pixels, int64_t c, double *sums) {
-    double *partial = calloc((size_t)threads * 4 * c, sizeof(double));
-    int64_t bad = 0;
-    #pragma omp parallel num_threads(threads) reduction(+ : bad)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
-        double *mine = partial + (size_t)t * 4 * c;
-        float p[64], shifted[64];
-#ifdef LANES
-        if (c == 4) {
-            int64_t g0 = (begin + 3) / 4, g1 = end / 4; /* whole groups inside [begin, end) */
-            if (g1 > g0) {
-                bad += sums_vector(logits, labels, g0, g1, mine);
-                bad += sums_scalar(logits, labels, begin, g0 * 4, c, mine, p, shifted);
-                begin = g1 * 4;
-            }
-        }
-#endif
-        bad += sums_scalar(logits, labels, begin, end, c, mine, p, shifted);
-    }
-    for (int64_t j = 0; j < 4 * c; j++) sums[j] = 0.0;
-    for (int t = 0; t < threads; t++)
-        for (int64_t j = 0; j < 4 * c; j++) sums[j] += partial[(size_t)t * 4 * c + j];
-    free(partial);
-    return bad;
-}
-
 /* Scalar backward over pixels [begin, end). */
 static void grad_scalar(const uint16_t *logits, const int64_t *labels, int64_t begin,
                         int64_t end, int64_t c, const float *grad_inter, const float *grad_psum,
@@ -208,31 +178,6 @@ static void grad_vector(const uint16_t *logits, const int64_t *labels, int64_t g
     }
 }
 #endif
-
-/* Backward: see the top of the file. grad_inter, grad_psum: c floats each; c <= 64. */
-void echoseg_class_sums_backward(int threads, const uint16_t *logits, const int64_t *labels,
-                                 int64_t pixels, int64_t c, const float *grad_inter,
-                                 const float *grad_psum, float grad_ce, uint16_t *grad_logits) {
-    #pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
-        float p[64], shifted[64];
-#ifdef LANES
-        if (c == 4) {
-            int64_t g0 = (begin + 3) / 4, g1 = end / 4; /* whole groups inside [begin, end) */
-            if (g1 > g0) {
-                grad_vector(logits, labels, g0, g1, grad_inter, grad_psum, grad_ce, grad_logits);
-                grad_scalar(logits, labels, begin, g0 * 4, c, grad_inter, grad_psum, grad_ce,
-                            grad_logits, p, shifted);
-                begin = g1 * 4;
-            }
-        }
-#endif
-        grad_scalar(logits, labels, begin, end, c, grad_inter, grad_psum, grad_ce, grad_logits,
-                    p, shifted);
-    }
-}
 
 /* ---- Soft targets: per-pixel class weights instead of labels (deep supervision's block
  * counts). weights: float, the logits' layout (pixels x c). With W = sum_k w_k per pixel:
@@ -310,32 +255,106 @@ static void weighted_grad_vector(const uint16_t *logits, const float *weights, i
 }
 #endif
 
-/* Forward with soft targets: sums as echoseg_class_sums (4 x c doubles); c <= 64. */
-void echoseg_weighted_class_sums(int threads, const uint16_t *logits, const float *weights,
-                                 int64_t pixels, int64_t c, double *sums) {
+/* ---- Drivers. Exactly one of labels and weights is given. The threads split the pixels; in
+ * each share, whole groups of four pixels take the vector path (four classes), the rest the
+ * scalar loop. */
+
+static int64_t scalar_sums(const uint16_t *logits, const int64_t *labels, const float *weights,
+                           int64_t begin, int64_t end, int64_t c, double *sums, float *p,
+                           float *shifted) {
+    if (labels) return sums_scalar(logits, labels, begin, end, c, sums, p, shifted);
+    weighted_sums_scalar(logits, weights, begin, end, c, sums, p, shifted);
+    return 0;
+}
+
+/* Forward over pixels [begin, end) into sums (4 x c doubles); returns the bad labels. */
+static int64_t share_sums(const uint16_t *logits, const int64_t *labels, const float *weights,
+                          int64_t begin, int64_t end, int64_t c, double *sums) {
+    float p[64], shifted[64];
+    int64_t bad = 0;
+#ifdef LANES
+    int64_t g0 = (begin + 3) / 4, g1 = end / 4; /* whole groups inside [begin, end) */
+    if (c == 4 && g1 > g0) {
+        if (labels) bad += sums_vector(logits, labels, g0, g1, sums);
+        else weighted_sums_vector(logits, weights, g0, g1, sums);
+        bad += scalar_sums(logits, labels, weights, begin, g0 * 4, c, sums, p, shifted);
+        begin = g1 * 4;
+    }
+#endif
+    return bad + scalar_sums(logits, labels, weights, begin, end, c, sums, p, shifted);
+}
+
+static int64_t forward(int threads, const uint16_t *logits, const int64_t *labels,
+                       const float *weights, int64_t pixels, int64_t c, double *sums) {
     double *partial = calloc((size_t)threads * 4 * c, sizeof(double));
+    int64_t bad = 0;
+    #pragma omp parallel num_threads(threads) reduction(+ : bad)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        bad += share_sums(logits, labels, weights, pixels * t / nt, pixels * (t + 1) / nt, c,
+                          partial + (size_t)t * 4 * c);
+    }
+    sum_partials(partial, threads, 4 * c, sums);
+    free(partial);
+    return bad;
+}
+
+static void scalar_grads(const uint16_t *logits, const int64_t *labels, const float *weights,
+                         int64_t begin, int64_t end, int64_t c, const float *grad_inter,
+                         const float *grad_psum, float grad_ce, uint16_t *grad_logits, float *p,
+                         float *shifted) {
+    if (labels)
+        grad_scalar(logits, labels, begin, end, c, grad_inter, grad_psum, grad_ce, grad_logits,
+                    p, shifted);
+    else
+        weighted_grad_scalar(logits, weights, begin, end, c, grad_inter, grad_psum, grad_ce,
+                             grad_logits, p, shifted);
+}
+
+static void backward(int threads, const uint16_t *logits, const int64_t *labels,
+                     const float *weights, int64_t pixels, int64_t c, const float *grad_inter,
+                     const float *grad_psum, float grad_ce, uint16_t *grad_logits) {
     #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
         int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
-        double *mine = partial + (size_t)t * 4 * c;
         float p[64], shifted[64];
 #ifdef LANES
-        if (c == 4) {
-            int64_t g0 = (begin + 3) / 4, g1 = end / 4;
-            if (g1 > g0) {
-                weighted_sums_vector(logits, weights, g0, g1, mine);
-                weighted_sums_scalar(logits, weights, begin, g0 * 4, c, mine, p, shifted);
-                begin = g1 * 4;
-            }
+        int64_t g0 = (begin + 3) / 4, g1 = end / 4;
+        if (c == 4 && g1 > g0) {
+            if (labels)
+                grad_vector(logits, labels, g0, g1, grad_inter, grad_psum, grad_ce, grad_logits);
+            else
+                weighted_grad_vector(logits, weights, g0, g1, grad_inter, grad_psum, grad_ce,
+                                     grad_logits);
+            scalar_grads(logits, labels, weights, begin, g0 * 4, c, grad_inter, grad_psum,
+                         grad_ce, grad_logits, p, shifted);
+            begin = g1 * 4;
         }
 #endif
-        weighted_sums_scalar(logits, weights, begin, end, c, mine, p, shifted);
+        scalar_grads(logits, labels, weights, begin, end, c, grad_inter, grad_psum, grad_ce,
+                     grad_logits, p, shifted);
     }
-    for (int64_t j = 0; j < 4 * c; j++) sums[j] = 0.0;
-    for (int t = 0; t < threads; t++)
-        for (int64_t j = 0; j < 4 * c; j++) sums[j] += partial[(size_t)t * 4 * c + j];
-    free(partial);
+}
+
+/* Forward: see the top of the file. sums is 4 x c doubles; c <= 64. */
+int64_t echoseg_class_sums(int threads, const uint16_t *logits, const int64_t *labels,
+                           int64_t pixels, int64_t c, double *sums) {
+    return forward(threads, logits, labels, NULL, pixels, c, sums);
+}
+
+/* Backward: see the top of the file. grad_inter, grad_psum: c floats each; c <= 64. */
+void echoseg_class_sums_backward(int threads, const uint16_t *logits, const int64_t *labels,
+                                 int64_t pixels, int64_t c, const float *grad_inter,
+                                 const float *grad_psum, float grad_ce, uint16_t *grad_logits) {
+    backward(threads, logits, labels, NULL, pixels, c, grad_inter, grad_psum, grad_ce,
+             grad_logits);
+}
+
+/* Forward with soft targets: sums as echoseg_class_sums (4 x c doubles); c <= 64. */
+void echoseg_weighted_class_sums(int threads, const uint16_t *logits, const float *weights,
+                                 int64_t pixels, int64_t c, double *sums) {
+    forward(threads, logits, NULL, weights, pixels, c, sums);
 }
 
 /* Backward with soft targets; c <= 64. */
@@ -343,26 +362,8 @@ void echoseg_weighted_class_sums_backward(int threads, const uint16_t *logits,
                                           const float *weights, int64_t pixels, int64_t c,
                                           const float *grad_inter, const float *grad_psum,
                                           float grad_ce, uint16_t *grad_logits) {
-    #pragma omp parallel num_threads(threads)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t begin = pixels * t / nt, end = pixels * (t + 1) / nt;
-        float p[64], shifted[64];
-#ifdef LANES
-        if (c == 4) {
-            int64_t g0 = (begin + 3) / 4, g1 = end / 4;
-            if (g1 > g0) {
-                weighted_grad_vector(logits, weights, g0, g1, grad_inter, grad_psum, grad_ce,
-                                     grad_logits);
-                weighted_grad_scalar(logits, weights, begin, g0 * 4, c, grad_inter, grad_psum,
-                                     grad_ce, grad_logits, p, shifted);
-                begin = g1 * 4;
-            }
-        }
-#endif
-        weighted_grad_scalar(logits, weights, begin, end, c, grad_inter, grad_psum, grad_ce,
-                             grad_logits, p, shifted);
-    }
+    backward(threads, logits, NULL, weights, pixels, c, grad_inter, grad_psum, grad_ce,
+             grad_logits);
 }
 
 /* How many pixels of each class every f x f block of the labels (n x h x w, int64) holds:

@@ -1,4 +1,5 @@
-/* Shared by echoseg's C kernels: bf16 <-> float, e^x, and their AVX-512 versions. */
+/* Shared by echoseg's C kernels: bf16 <-> float, e^x, their AVX-512 versions, and the sum of
+   per-thread partial sums. */
 #ifndef ECHOSEG_SIMD_H
 #define ECHOSEG_SIMD_H
 
@@ -11,6 +12,14 @@ static inline uint32_t as_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return 
 /* comparisons instead of fminf/fmaxf: those keep NaN rules that stop vectorisation */
 static inline float min_f(float a, float b) { return a < b ? a : b; }
 static inline float max_f(float a, float b) { return a > b ? a : b; }
+
+/* out[j] = the sum over threads t of partial[t * width + j], added in thread order (so the
+   result does not depend on scheduling), for j < width. */
+static inline void sum_partials(const double *partial, int threads, int64_t width, double *out) {
+    for (int64_t j = 0; j < width; j++) out[j] = 0.0;
+    for (int t = 0; t < threads; t++)
+        for (int64_t j = 0; j < width; j++) out[j] += partial[(size_t)t * width + j];
+}
 
 static inline float bf16_to_f32(uint16_t h) { return as_float((uint32_t)h << 16); }
 
