@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# One GPU session, start to finish: measure training speed (eager; compiled by inductor, and
-# with CUDA graphs), run the paper's 100-epoch schedule at 256² in the fastest of those modes
-# (the speed target of issue 3: its wall_s in runs.txt) and, when asked, train the shipped
-# recipe at the native 224 grid (two seeds at once), then pack each run folder (best.pt without
-# optimizer state) under $OUT.
+# One GPU session, start to finish: check the CUDA-graph step against eager steps (pytest -m
+# cuda), measure training speed (eager, and replayed from a CUDA graph; torch.compile modes on
+# request), run the paper's 100-epoch schedule at 256² in the fastest of those modes (the speed
+# target of issue 3: its wall_s in runs.txt, its time split in timing.txt) and, when asked,
+# train the shipped recipe at the native 224 grid (two seeds at once), then pack each run
+# folder (best.pt without optimizer state) under $OUT.
 #
 #   DATA=path/to/camus224 OUT=results BUDGET=520 bash benchmarks/gpu_train.sh
 #
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
-# STAGES picks the steps (default "bench train256"; add train224 for the shipped recipe, which
-# then reserves 230 s of the budget and cuts the 256² run short, and infer for inference
-# latency).
+# STAGES picks the steps (default "test bench train256"; add inductor for the torch.compile
+# benches (minutes of compilation each), train224 for the shipped recipe, which then reserves
+# 230 s of the budget and cuts the 256² run short, and infer for inference latency).
+# At most 8 files come back from a lease: keep what this writes under $OUT to 8.
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
 # Set ECHOSEG_GIT_COMMIT to the commit you ship: a copied tree's .git may be stale.
 set -u
@@ -21,7 +23,7 @@ OUT=${OUT:-gpu_out}
 DEVICE=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-100}
 RUNS=${RUNS:-/tmp/echoseg_runs}
-STAGES=${STAGES:-bench train256}
+STAGES=${STAGES:-test bench train256}
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 mkdir -p "$OUT" "$RUNS"
 exec > >(tee -a "$OUT/log.txt") 2>&1
@@ -38,28 +40,36 @@ ES="python3 -m echoseg"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
+if has test; then
+stamp "pytest -m cuda"
+timeout 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_cuda_graph.py
+echo "pytest rc=$?"
+fi
+
 if has bench; then
 stamp "bench"
 STEPS=${BENCH_STEPS:-40}
-{
-    timeout 90 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json
-    timeout 60 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json \
-        --set data.size=224
-} >"$OUT/bench.jsonl"
-cat "$OUT/bench.jsonl"
+bench() {  # output file, then extra arguments
+    local file=$1
+    shift
+    timeout 240 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json "$@" \
+        | tee "$OUT/$file"
+}
+bench bench.jsonl
+bench bench_compile_cuda-graph.jsonl --set train.compile=cuda-graph
+bench bench_224_cuda-graph.jsonl --set train.compile=cuda-graph --set data.size=224
 if has infer; then  # inference latency (measured on the H200 before; opt-in to save lease time)
-    timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 32 --json
-    timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size 1 --json
-fi | tee "$OUT/bench_inference.jsonl"
-# A/B of the low-resolution decoder convolution (models/upconv.py; CPU-only by default)
-ECHOSEG_LOW_RES_UPCONV=on timeout 90 $ES bench --train lightweight --device "$DEVICE" \
-    --steps "$STEPS" --json | tee "$OUT/bench_low_res_upconv.jsonl"
-# A/B of train.compile (inductor; its warm-up steps include the compilation). The step is
-# launch-bound on a GPU (~4,200 operators), which CUDA graphs (reduce-overhead) attack directly.
-for mode in default reduce-overhead; do
-    timeout 240 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json \
-        --set train.compile=$mode | tee "$OUT/bench_compile_$mode.jsonl"
-done
+    for batch in 32 1; do
+        timeout 60 $ES bench lightweight nnunet2d --device "$DEVICE" --batch-size $batch --json
+    done | tee "$OUT/bench_inference.jsonl"
+fi
+# torch.compile (inductor; its warm-up steps include the compilation), CUDA graphs included
+# in reduce-overhead: opt-in, each costs minutes of compilation
+if has inductor; then
+    for mode in default reduce-overhead; do
+        bench "bench_compile_$mode.jsonl" --set train.compile=$mode
+    done
+fi
 fi
 
 # COMPILE=auto: the 256² run uses the compile mode the benches above say finishes its EPOCHS x
@@ -69,7 +79,8 @@ if [ "$COMPILE" = auto ]; then
 COMPILE=$(python3 - "$OUT" "$EPOCHS" <<'EOF'
 import json, sys
 images = 1600 * int(sys.argv[2])
-files = {"none": "bench.jsonl", "default": "bench_compile_default.jsonl",
+files = {"none": "bench.jsonl", "cuda-graph": "bench_compile_cuda-graph.jsonl",
+         "default": "bench_compile_default.jsonl",
          "reduce-overhead": "bench_compile_reduce-overhead.jsonl"}
 seconds = {}
 for mode, name in files.items():
@@ -121,6 +132,9 @@ for seed in 0 1; do
 done
 wait "${pids[@]}"  # a bare wait would also wait for the tee of the log
 fi
+
+stamp "where the time of each run went"
+python3 benchmarks/run_timing.py "$RUNS"/*/ | tee "$OUT/timing.txt"
 
 stamp "pack"
 python3 - "$RUNS" <<'EOF'

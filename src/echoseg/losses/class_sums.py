@@ -139,8 +139,11 @@ def label_sums(logits: torch.Tensor, target: torch.Tensor, per_image: bool = Fal
         bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)
     size = n * classes if per_image else classes
     flat = logp_true.exp().reshape(-1)
-    inter = torch.zeros(size, device=flat.device).scatter_add(0, bins.reshape(-1), flat)
-    t_sum = torch.bincount(bins.reshape(-1), minlength=size).to(flat.dtype)
+    bins = bins.reshape(-1)
+    inter = torch.zeros(size, device=flat.device).scatter_add(0, bins, flat)
+    # not bincount: on CUDA it reads the largest label back to the host, a sync every step
+    # that also makes the step impossible to capture as a CUDA graph
+    t_sum = torch.zeros(size, device=flat.device).scatter_add(0, bins, torch.ones_like(flat))
     p_sum = probs.sum(dim=(2, 3) if per_image else (0, 2, 3)).reshape(size)
     return ClassSums(inter, p_sum, t_sum, -logp_true.sum())
 

@@ -47,6 +47,8 @@ class BatchSource:
         """The batches of one epoch (numbered from 1), reproducible for (seed, epoch)."""
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.n)
+        if self.on_device:  # one upload per epoch: each upload from host memory waits for the GPU
+            order = torch.from_numpy(order).to(self.device)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             if self.on_device:
@@ -64,8 +66,7 @@ class BatchSource:
         y = torch.from_numpy(np.stack(labels).astype(np.int64))
         return x.to(self.device), y.to(self.device)
 
-    def _gpu_batch(self, idx: np.ndarray, epoch: int, b: int):
-        index = torch.from_numpy(idx).to(self.device)
+    def _gpu_batch(self, index: torch.Tensor, epoch: int, b: int):
         x = self.images.index_select(0, index).unsqueeze(1).float().div_(255.0)
         y = self.labels.index_select(0, index).long()
         if self.preset == "none":

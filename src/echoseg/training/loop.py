@@ -25,6 +25,7 @@ from echoseg.models import build_model
 from echoseg.training import compiling, provenance, swa
 from echoseg.training.batches import BatchSource
 from echoseg.training.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
+from echoseg.training.cuda_graph import CudaGraphStep, check_cuda_graph
 from echoseg.training.data import load_training_arrays
 from echoseg.training.distill import Teachers, soft_cross_entropy
 from echoseg.training.heap import keep_freed_memory
@@ -69,18 +70,31 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def step_parts(config: Config, model: torch.nn.Module, device: torch.device) -> tuple:
-    """What :func:`train_step` needs for ``config``: ``(model, stepping, loss_fn, optimizer,
-    amp)`` -- ``model`` moved to ``device`` in the run's memory layout, the module that steps
-    it (``model`` itself or its ``train.compile`` wrapper, sharing its weights), the run's
-    loss, its optimiser over ``model``'s parameters and its autocast dtype (None: fp32).
-    Training and ``echoseg bench --train`` both build their steps here."""
+    """What a training step needs for ``config``: ``(model, step, loss_fn, optimizer, amp)``
+    -- ``model`` moved to ``device`` in the run's memory layout; ``step(x, y, teachers=None,
+    distill_weight=0.0)``, which runs one :func:`train_step` on a batch and returns its
+    detached loss (through ``model``'s ``train.compile`` wrapper, or replayed from a CUDA
+    graph for ``cuda-graph``); the run's loss; its optimiser over ``model``'s parameters; and
+    its autocast dtype (None: fp32). Training and ``echoseg bench --train`` both build their
+    steps here. Raises ConfigError for a ``train.compile`` the device cannot run."""
+    train_cfg = config.train
+    if train_cfg.compile == "cuda-graph":
+        check_cuda_graph(device, train_cfg.optimizer)
     model = model.to(device)
-    if config.train.channels_last:
+    if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    stepping = compiling.for_training(model, config.train.compile)
-    optimizer = build_optimizer(model.parameters(), config.train)
-    return (model, stepping, build_loss(config.loss), optimizer,
-            autocast_dtype(config.train.precision, device))
+    stepping = compiling.for_training(model, train_cfg.compile)
+    optimizer = build_optimizer(model.parameters(), train_cfg)
+    loss_fn = build_loss(config.loss)
+    amp = autocast_dtype(train_cfg.precision, device)
+
+    def step(x, y, teachers=None, distill_weight: float = 0.0) -> torch.Tensor:
+        return train_step(stepping, x, y, loss_fn, optimizer, amp, train_cfg.channels_last,
+                          teachers, distill_weight)
+
+    if train_cfg.compile == "cuda-graph":
+        step = CudaGraphStep(step, optimizer)
+    return model, step, loss_fn, optimizer, amp
 
 
 def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: str = "auto",
@@ -94,6 +108,8 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     dev = resolve_device(device)
     swa.check_swa_epochs(config.train.swa_epochs, config.train.epochs)
     compiling.check_mode(config.train.compile)
+    if config.train.compile == "cuda-graph":  # before anything is written
+        check_cuda_graph(dev, config.train.optimizer)
     prepare_device(dev, config.train.threads)
     if (out / "last.pt").exists() and not resume:
         raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
@@ -105,7 +121,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     model = build_model(config.model)
     if config.train.init_from and not resume:
         _init_weights(model, config.train.init_from)
-    model, stepping, loss_fn, optimizer, amp = step_parts(config, model, dev)
+    model, step, loss_fn, optimizer, amp = step_parts(config, model, dev)
     cl = config.train.channels_last
     scheduler = build_scheduler(optimizer, config.train)
     stopper = EarlyStopping(config.train.early_stopping_patience)
@@ -136,14 +152,18 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     batches = BatchSource(arrays.train_images, arrays.train_labels, config.train.batch_size,
                           config.augment.preset, dev, config.seed, on_device=on_device,
                           max_batches=config.train.max_batches_per_epoch)
+    # validation images stay on a GPU: an upload from host memory waits for the GPU to finish
+    val_data = (arrays.val_images, arrays.val_labels) if dev.type == "cpu" else \
+        (torch.as_tensor(arrays.val_images, device=dev),
+         torch.as_tensor(arrays.val_labels, device=dev))
     with TrainingProgress(config.train.epochs, len(batches), start_epoch, quiet) as progress:
         for epoch in range(start_epoch, config.train.epochs + 1):
             if stopper.should_stop:
                 break
             t0 = time.perf_counter()
-            train_loss = _train_epoch(stepping, batches, epoch, loss_fn, optimizer, amp, cl,
-                                      progress, out, teachers, config.train.distill_weight)
-            metrics = _validate(model, arrays, loss_fn, dev, amp, cl)
+            train_loss = _train_epoch(model, step, batches, epoch, progress, out, teachers,
+                                      config.train.distill_weight)
+            metrics = _validate(model, val_data, loss_fn, dev, amp, cl)
             lr = optimizer.param_groups[0]["lr"]
             step_scheduler(scheduler, metrics["val_dice_mean"])
             row = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 2),
@@ -167,7 +187,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
 
     if average is not None and int(average.n_averaged) > 0 and \
             history and history[-1]["epoch"] == config.train.epochs:
-        _finish_swa(average, batches, arrays, loss_fn, dev, amp, cl, stopper, history, config,
+        _finish_swa(average, batches, val_data, loss_fn, dev, amp, cl, stopper, history, config,
                     prov, out)
 
     prov["end_time"] = provenance.now()
@@ -191,7 +211,10 @@ def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
     """
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+    # no autocast cache: each weight is cast once per step anyway, and a CUDA graph capture
+    # forbids it
+    with torch.autocast(x.device.type, dtype=amp or torch.float32, enabled=amp is not None,
+                        cache_enabled=False):
         outputs = model(x)
     loss = loss_fn(outputs, y)  # float32 inside, whatever the logits' dtype (see losses/)
     if teachers is not None:
@@ -204,14 +227,13 @@ def train_step(model, x: torch.Tensor, y: torch.Tensor, loss_fn, optimizer,
     return loss.detach()
 
 
-def _train_epoch(model, batches: BatchSource, epoch: int, loss_fn, optimizer, amp, cl: bool,
-                 progress: TrainingProgress, out: Path, teachers=None,
-                 distill_weight: float = 0.0) -> float:
+def _train_epoch(model, step, batches: BatchSource, epoch: int, progress: TrainingProgress,
+                 out: Path, teachers=None, distill_weight: float = 0.0) -> float:
     model.train()
     read_every = _read_interval(batches.device)
     total, count, pending = 0.0, 0, []
     for b, (x, y) in enumerate(batches.epoch(epoch), start=1):
-        loss = train_step(model, x, y, loss_fn, optimizer, amp, cl, teachers, distill_weight)
+        loss = step(x, y, teachers, distill_weight)
         pending.append((b, len(x), loss))
         if b % read_every and b < len(batches):
             continue
@@ -228,13 +250,13 @@ def _train_epoch(model, batches: BatchSource, epoch: int, loss_fn, optimizer, am
     return total / max(count, 1)
 
 
-def _finish_swa(average, batches, arrays, loss_fn, dev, amp, cl, stopper, history, config,
+def _finish_swa(average, batches, val_data, loss_fn, dev, amp, cl, stopper, history, config,
                 prov, out: Path) -> None:
     """BatchNorm statistics and validation of the averaged weights: a history row with epoch
     ``swa``, RUN/swa.pt, and best.pt too when the average beats every epoch."""
     t0 = time.perf_counter()
     swa_model = swa.finish_averaging(average, batches.epoch(config.train.epochs + 1), amp, cl)
-    metrics = _validate(swa_model, arrays, loss_fn, dev, amp, cl)
+    metrics = _validate(swa_model, val_data, loss_fn, dev, amp, cl)
     history.append({"epoch": "swa", "seconds": round(time.perf_counter() - t0, 2),
                     "train_loss": float("nan"), **metrics, "lr": float("nan")})
     state = {"model": swa_model.state_dict(), "epoch": "swa", "history": history,
@@ -254,13 +276,14 @@ def _read_interval(device: torch.device) -> int:
     return 1 if device.type == "cpu" else READ_EVERY
 
 
-def _validate(model, arrays, loss_fn, dev, amp, cl) -> dict[str, float]:
+def _validate(model, val_data, loss_fn, dev, amp, cl) -> dict[str, float]:
     from echoseg.training.validate import validate
 
-    if len(arrays.val_images) == 0:
+    images, labels = val_data
+    if len(images) == 0:
         return {"val_loss": float("nan"), **{f"val_dice_{n}": float("nan") for n in STRUCTURES},
                 "val_dice_mean": float("nan")}
-    return validate(model, arrays.val_images, arrays.val_labels, loss_fn, dev, amp, cl)
+    return validate(model, images, labels, loss_fn, dev, amp, cl)
 
 
 def _init_weights(model: torch.nn.Module, source: str) -> None:

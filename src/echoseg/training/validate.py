@@ -9,10 +9,12 @@ from echoseg.labels import STRUCTURES
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, loss_fn,
-             device: torch.device, autocast_dtype: torch.dtype | None, channels_last: bool,
+def validate(model: torch.nn.Module, images: np.ndarray | torch.Tensor,
+             labels: np.ndarray | torch.Tensor, loss_fn, device: torch.device,
+             autocast_dtype: torch.dtype | None, channels_last: bool,
              batch_size: int = 32) -> dict[str, float]:
-    """Run the model over uint8 arrays (N,S,S); returns ``val_loss`` and ``val_dice_<name>``.
+    """Run the model over uint8 arrays or tensors (N,S,S) (tensors already on ``device`` are
+    not copied); returns ``val_loss`` and ``val_dice_<name>``.
 
     Dice is computed per image and averaged; an image where the structure is absent from both
     prediction and ground truth counts as 1.0.
@@ -23,11 +25,11 @@ def validate(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, los
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     dices: dict[str, list[torch.Tensor]] = {name: [] for name in STRUCTURES}
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[start:start + batch_size]).to(device)
+        x = torch.as_tensor(images[start:start + batch_size], device=device)
         x = x.unsqueeze(1).float().div_(255.0)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.from_numpy(labels[start:start + batch_size]).to(device).long()
+        y = torch.as_tensor(labels[start:start + batch_size], device=device).long()
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits = model(x)
