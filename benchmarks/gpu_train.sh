@@ -9,8 +9,8 @@
 #   DATA=path/to/camus224 OUT=results BUDGET=520 bash benchmarks/gpu_train.sh
 #
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
-# STAGES picks the steps (default "test bench train256"; add inductor for the torch.compile
-# benches (minutes of compilation each), train224 for the shipped recipe, which then reserves
+# STAGES picks the steps (default "test bench train256"; add profile for where an epoch's time
+# goes, inductor for the torch.compile benches (minutes of compilation each), train224 for the shipped recipe, which then reserves
 # 230 s of the budget and cuts the 256² run short, and infer for inference latency).
 # At most 8 files come back from a lease: keep what this writes under $OUT to 8.
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
@@ -131,6 +131,12 @@ for seed in 0 1; do
     pids+=($!)
 done
 wait "${pids[@]}"  # a bare wait would also wait for the tee of the log
+fi
+
+if has profile; then  # where an epoch's time goes, with real data (benchmarks/gpu_epoch_profile.py)
+stamp "profile"
+timeout $(($(left) > 30 ? $(left) : 30)) python3 benchmarks/gpu_epoch_profile.py "$DATA" \
+    --set data.cache_dir=/tmp/echoseg_profile_cache 2>&1 | tee "$OUT/profile.txt"
 fi
 
 stamp "where the time of each run went"

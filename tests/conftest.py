@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 SAMPLES_ROOT = Path(__file__).resolve().parent / "data" / "camus224"
 SHARED_CAMUS224 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camus224"
@@ -140,6 +139,8 @@ def write_camus(base: Path, release: str, patients=("patient0001", "patient0002"
 def _write(path: Path, array: np.ndarray, release: str) -> None:
     if release == "2019" and array.ndim == 2:
         array = array[None]  # the 2019 .mhd files hold 2D images as one-slice volumes
+    import SimpleITK as sitk  # here, not above: GPU machines run tests without it
+
     image = sitk.GetImageFromArray(array)
     row, col = SPACING
     image.SetSpacing((col, row, 1.0)[: array.ndim])

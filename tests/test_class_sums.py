@@ -10,7 +10,7 @@ import torch
 
 from echoseg.losses import class_sums as module
 from echoseg.losses import dice_ce_loss
-from echoseg.losses.class_sums import class_sums
+from echoseg.losses.class_sums import _masked_label_sums, class_sums, label_sums, softmax_parts
 
 needs_kernel = pytest.mark.usefixtures("native_kernels")
 
@@ -173,3 +173,27 @@ def test_deep_supervision_loss_matches(monkeypatch):
     assert loss_a == pytest.approx(loss_b, rel=1e-5)
     for a, b in zip(grads_a, grads_b, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-5)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_gpu_label_sums_by_class_masks_equal_the_binned_sums(per_image):
+    """The GPU's label_sums (reductions over class masks) against the CPU's (bins by label):
+    the same sums and the same gradient, here computed on the CPU."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, 8, 8, generator=g, requires_grad=True)
+    labels = torch.randint(0, 4, (3, 8, 8), generator=g)
+    labels[0] = 0  # an image with background only
+    binned = label_sums(logits, labels, per_image)
+    masked = _masked_label_sums(*softmax_parts(logits, labels), labels, per_image)
+    assert masked.t_sum.tolist() == binned.t_sum.tolist()
+    if per_image:
+        assert masked.t_sum[:4].tolist() == [64.0, 0.0, 0.0, 0.0]
+    for a, b in zip(masked, binned, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+    def grad(sums):
+        (total,) = torch.autograd.grad(2 * sums.inter.sum() - sums.p_sum.sum() + sums.ce_sum,
+                                       logits)
+        return total
+
+    assert torch.allclose(grad(masked), grad(binned), atol=1e-6)

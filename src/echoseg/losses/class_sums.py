@@ -134,18 +134,29 @@ def label_sums(logits: torch.Tensor, target: torch.Tensor, per_image: bool = Fal
     with ``per_image``, for each image (N * C,: image-major); ``ce_sum`` is the batch's."""
     probs, logp_true = softmax_parts(logits, target)
     n, classes = probs.shape[:2]
+    if logits.device.type != "cpu":
+        return _masked_label_sums(probs, logp_true, target, per_image)
     bins = target.long().reshape(n, -1)
     if per_image:  # one set of class bins per image
         bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)
     size = n * classes if per_image else classes
-    flat = logp_true.exp().reshape(-1)
     bins = bins.reshape(-1)
-    inter = torch.zeros(size, device=flat.device).scatter_add(0, bins, flat)
-    # not bincount: on CUDA it reads the largest label back to the host, a sync every step
-    # that also makes the step impossible to capture as a CUDA graph
-    t_sum = torch.zeros(size, device=flat.device).scatter_add(0, bins, torch.ones_like(flat))
+    inter = torch.zeros(size).scatter_add(0, bins, logp_true.exp().reshape(-1))
+    t_sum = torch.bincount(bins, minlength=size).float()
     p_sum = probs.sum(dim=(2, 3) if per_image else (0, 2, 3)).reshape(size)
     return ClassSums(inter, p_sum, t_sum, -logp_true.sum())
+
+
+def _masked_label_sums(probs: torch.Tensor, logp_true: torch.Tensor, target: torch.Tensor,
+                       per_image: bool) -> ClassSums:
+    """label_sums on a GPU: reductions over class masks. Binning by label, as on the CPU, does
+    not suit it: bincount reads the largest label back to the host (a sync every step, and no
+    CUDA graph capture), and scatter_add's atomics pile onto the background class's bin."""
+    classes = probs.shape[1]
+    dims = (2, 3) if per_image else (0, 2, 3)
+    masks = target.unsqueeze(1) == torch.arange(classes, device=target.device).view(-1, 1, 1)
+    return ClassSums((probs * masks).sum(dims).reshape(-1), probs.sum(dims).reshape(-1),
+                     masks.sum(dims, dtype=probs.dtype).reshape(-1), -logp_true.sum())
 
 
 def _same_layout(weights: torch.Tensor, logits: torch.Tensor) -> bool:
