@@ -17,7 +17,8 @@ from echoseg.errors import ConfigError
 from echoseg.losses.class_sums import label_sums
 from echoseg.models import build_model
 from echoseg.training import loop
-from echoseg.training.cuda_graph import WARMUP_STEPS, check_cuda_graph
+from echoseg.training.compiling import resolve_mode
+from echoseg.training.cuda_graph import WARMUP_STEPS, CudaGraphStep, check_cuda_graph
 
 TINY = ["model.encoder=[8, 8, 16]", "model.decoder=[8, 8]", "data.size=64",
         "train.batch_size=4", "train.lr=0.01"]
@@ -45,6 +46,24 @@ def test_cuda_graph_on_cpu_is_a_config_error_before_anything_is_written(samples_
                                           r"\(this run is on cpu\); use none$"):
         loop.train(config, tmp_path / "run", device="cpu", quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("device", "extra", "mode"), [
+    ("cpu", [], "none"),
+    ("cuda", [], "cuda-graph"),
+    ("cuda", ["train.optimizer=sgd"], "none"),
+    ("cuda", ["train.teachers=[lightweight]"], "none"),
+    ("cuda", ["train.compile=none"], "none"),
+    ("cuda", ["train.compile=default"], "default"),
+    ("cuda", ["train.compile=cuda-graph"], "cuda-graph"),
+])
+def test_auto_is_cuda_graph_where_it_applies(device, extra, mode):
+    config = load_config("lightweight", extra)
+    assert resolve_mode(config.train, torch.device(device)) == mode
+
+
+def test_auto_is_the_default():
+    assert load_config("lightweight").train.compile == "auto"
 
 
 def test_cuda_graph_needs_adam():
@@ -76,7 +95,7 @@ def test_graph_replays_train_like_eager_steps(samples_root, tmp_path, precision,
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     batches = _batches(WARMUP_STEPS + 4)
     dev = torch.device("cuda")
-    eager = tiny(samples_root, tmp_path, f"train.precision={precision}")
+    eager = tiny(samples_root, tmp_path, f"train.precision={precision}", "train.compile=none")
     graphed = tiny(samples_root, tmp_path, f"train.precision={precision}",
                    "train.compile=cuda-graph")
     m1, _, _, l1 = _steps(eager, batches, dev)
@@ -130,11 +149,13 @@ def test_the_loss_captures_without_host_reads():
 
 @cuda
 def test_training_with_cuda_graph_writes_the_same_run_and_resumes(samples_root, tmp_path):
-    eager = tiny(samples_root, tmp_path, "train.epochs=2", "train.precision=fp32")
-    graphed = tiny(samples_root, tmp_path, "train.epochs=2", "train.precision=fp32",
-                   "train.compile=cuda-graph")
+    eager = tiny(samples_root, tmp_path, "train.epochs=2", "train.precision=fp32",
+                 "train.compile=none")
+    graphed = tiny(samples_root, tmp_path, "train.epochs=2", "train.precision=fp32")  # auto
     loop.train(eager, tmp_path / "eager", device="cuda", quiet=True)
     loop.train(graphed, tmp_path / "graph", device="cuda", quiet=True)
+    model = build_model(graphed.model)
+    assert isinstance(loop.step_parts(graphed, model, torch.device("cuda"))[1], CudaGraphStep)
     a = read_history(tmp_path / "eager" / "history.csv")
     b = read_history(tmp_path / "graph" / "history.csv")
     for row_a, row_b in zip(a, b, strict=True):
@@ -142,7 +163,6 @@ def test_training_with_cuda_graph_writes_the_same_run_and_resumes(samples_root, 
         # cuDNN picks its algorithms per run: close, not equal
         assert row_b["train_loss"] == pytest.approx(row_a["train_loss"], rel=1e-2)
         assert row_b["val_dice_mean"] == pytest.approx(row_a["val_dice_mean"], abs=2e-2)
-    more = tiny(samples_root, tmp_path, "train.epochs=3", "train.precision=fp32",
-                "train.compile=cuda-graph")
+    more = tiny(samples_root, tmp_path, "train.epochs=3", "train.precision=fp32")
     loop.train(more, tmp_path / "graph", device="cuda", resume=True, quiet=True)
     assert [r["epoch"] for r in read_history(tmp_path / "graph" / "history.csv")] == [1, 2, 3]

@@ -285,7 +285,8 @@ def test_compiled_training_matches_eager_and_saves_plain_weights(tiny_config, tm
 
 
 def test_unknown_compile_mode_is_a_config_error_before_any_work(tiny_config, tmp_path):
-    with pytest.raises(ConfigError, match=r"train.compile: unknown mode 'fast'; valid: none, "
-                                          r"default, reduce-overhead, max-autotune"):
+    with pytest.raises(ConfigError, match=r"train.compile: unknown mode 'fast'; valid: auto, "
+                                          r"none, cuda-graph, default, reduce-overhead, "
+                                          r"max-autotune$"):
         train(tiny_config("train.compile=fast"), tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()

@@ -80,7 +80,7 @@ class TrainConfig:
     swa_epochs: int = 0  # average the weights of the last N epochs (SWA); 0 = off
     teachers: list[str] = field(default_factory=list)  # distil from these models' mean softmax
     distill_weight: float = 0.5  # weight of the distillation term when teachers are given
-    compile: str = "none"  # none | cuda-graph | a torch.compile mode (default, ...); GPU only
+    compile: str = "auto"  # auto (cuda-graph on CUDA) | none | cuda-graph | torch.compile modes
 
 
 @dataclass

@@ -10,6 +10,7 @@ import torch
 
 from echoseg.config import Config
 from echoseg.models import build_model
+from echoseg.training.compiling import resolve_mode
 from echoseg.training.cuda_graph import WARMUP_STEPS
 from echoseg.training.loop import prepare_device, step_parts
 
@@ -52,7 +53,8 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
         torch.cuda.reset_peak_memory_stats(device)
     step, amp = training_step(config, device)
     cfg = config.train
-    if cfg.compile == "cuda-graph":  # time replays only: the eager warm-up and the capture
+    mode = resolve_mode(cfg, device)
+    if mode == "cuda-graph":  # time replays only: the eager warm-up and the capture
         warmup = max(warmup, WARMUP_STEPS + 1)  # are paid once per run, like a compilation
     t0 = time.perf_counter()
     for _ in range(warmup):
@@ -67,7 +69,7 @@ def training_throughput(config: Config, device: torch.device, steps: int = 5,
     precision = str(amp).replace("torch.", "") if amp else "fp32"
     return {"images_per_s": steps * cfg.batch_size / seconds, "warmup_s": warmup_s,
             "batch_size": cfg.batch_size, "size": config.data.size, "precision": precision,
-            "channels_last": cfg.channels_last, "compile": cfg.compile, "steps": steps,
+            "channels_last": cfg.channels_last, "compile": mode, "steps": steps,
             "device": str(device), "threads": torch.get_num_threads(),
             "peak_memory_gb": peak_memory_gb(device)}
 

@@ -25,7 +25,7 @@ from echoseg.models import build_model
 from echoseg.training import compiling, provenance, swa
 from echoseg.training.batches import BatchSource
 from echoseg.training.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
-from echoseg.training.cuda_graph import CudaGraphStep, check_cuda_graph
+from echoseg.training.cuda_graph import CudaGraphStep
 from echoseg.training.data import load_training_arrays
 from echoseg.training.distill import Teachers, soft_cross_entropy
 from echoseg.training.heap import keep_freed_memory
@@ -74,16 +74,16 @@ def step_parts(config: Config, model: torch.nn.Module, device: torch.device) -> 
     -- ``model`` moved to ``device`` in the run's memory layout; ``step(x, y, teachers=None,
     distill_weight=0.0)``, which runs one :func:`train_step` on a batch and returns its
     detached loss (through ``model``'s ``train.compile`` wrapper, or replayed from a CUDA
-    graph for ``cuda-graph``); the run's loss; its optimiser over ``model``'s parameters; and
-    its autocast dtype (None: fp32). Training and ``echoseg bench --train`` both build their
-    steps here. Raises ConfigError for a ``train.compile`` the device cannot run."""
+    graph: see :func:`~echoseg.training.compiling.resolve_mode`); the run's loss; its
+    optimiser over ``model``'s parameters; and its autocast dtype (None: fp32). Training and
+    ``echoseg bench --train`` both build their steps here. Raises ConfigError for a
+    ``train.compile`` the device cannot run."""
     train_cfg = config.train
-    if train_cfg.compile == "cuda-graph":
-        check_cuda_graph(device, train_cfg.optimizer)
+    mode = compiling.resolve_mode(train_cfg, device)
     model = model.to(device)
     if train_cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    stepping = compiling.for_training(model, train_cfg.compile)
+    stepping = compiling.for_training(model, mode)
     optimizer = build_optimizer(model.parameters(), train_cfg)
     loss_fn = build_loss(config.loss)
     amp = autocast_dtype(train_cfg.precision, device)
@@ -92,7 +92,7 @@ def step_parts(config: Config, model: torch.nn.Module, device: torch.device) -> 
         return train_step(stepping, x, y, loss_fn, optimizer, amp, train_cfg.channels_last,
                           teachers, distill_weight)
 
-    if train_cfg.compile == "cuda-graph":
+    if mode == "cuda-graph":
         step = CudaGraphStep(step, optimizer)
     return model, step, loss_fn, optimizer, amp
 
@@ -107,9 +107,7 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     out = Path(out_dir)
     dev = resolve_device(device)
     swa.check_swa_epochs(config.train.swa_epochs, config.train.epochs)
-    compiling.check_mode(config.train.compile)
-    if config.train.compile == "cuda-graph":  # before anything is written
-        check_cuda_graph(dev, config.train.optimizer)
+    compiling.resolve_mode(config.train, dev)  # a mode error before anything is written
     prepare_device(dev, config.train.threads)
     if (out / "last.pt").exists() and not resume:
         raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
