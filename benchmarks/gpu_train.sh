@@ -55,7 +55,7 @@ bench() {  # output file, then extra arguments
     timeout 240 $ES bench --train lightweight --device "$DEVICE" --steps "$STEPS" --json "$@" \
         | tee "$OUT/$file"
 }
-bench bench.jsonl
+bench bench.jsonl --set train.compile=none
 bench bench_compile_cuda-graph.jsonl --set train.compile=cuda-graph
 bench bench_224_cuda-graph.jsonl --set train.compile=cuda-graph --set data.size=224
 if has infer; then  # inference latency (measured on the H200 before; opt-in to save lease time)
@@ -73,7 +73,8 @@ fi
 fi
 
 # COMPILE=auto: the 256² run uses the compile mode the benches above say finishes its EPOCHS x
-# 1600 images soonest, the compilation (warm-up) included, if that beats eager by 5% or more
+# 1600 images soonest, the compilation (warm-up) included, if that beats eager by 5% or more;
+# without benches, echoseg's train.compile=auto
 COMPILE=${COMPILE:-auto}
 if [ "$COMPILE" = auto ]; then
 COMPILE=$(python3 - "$OUT" "$EPOCHS" <<'EOF'
@@ -89,9 +90,12 @@ for mode, name in files.items():
         seconds[mode] = r["warmup_s"] + images / r["images_per_s"]
     except (OSError, ValueError, KeyError, ZeroDivisionError):
         pass
-best = min(seconds, key=seconds.get, default="none")
+best = min(seconds, key=seconds.get, default="auto")
 eager = seconds.get("none")
-print(best if eager is not None and seconds[best] <= 0.95 * eager else "none")
+if eager is None:  # no bench: echoseg's own default (cuda-graph on a GPU)
+    print("auto")
+else:
+    print(best if seconds[best] <= 0.95 * eager else "none")
 EOF
 )
 fi
