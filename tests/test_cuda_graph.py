@@ -66,11 +66,16 @@ def test_auto_is_the_default():
     assert load_config("lightweight").train.compile == "auto"
 
 
-def test_cuda_graph_needs_adam():
-    with pytest.raises(ConfigError, match="cuda-graph needs train.optimizer adam or adamw, "
-                                          "not sgd"):
-        check_cuda_graph(torch.device("cuda"), "sgd")
-    check_cuda_graph(torch.device("cuda"), "adamw")  # no error
+@pytest.mark.parametrize(("extra", "message"), [
+    ("train.optimizer=sgd", "needs train.optimizer adam or adamw, not sgd"),
+    ("train.teachers=[lightweight]", "does not cover distillation \\(train.teachers\\)"),
+])
+def test_cuda_graph_refuses_what_it_cannot_capture(extra, message):
+    config = load_config("lightweight", ["train.compile=cuda-graph", extra])
+    with pytest.raises(ConfigError, match=f"^train.compile: cuda-graph {message}; use none$"):
+        resolve_mode(config.train, torch.device("cuda"))
+    check_cuda_graph(torch.device("cuda"), load_config("lightweight", ["train.optimizer=adamw"])
+                     .train)  # no error
 
 
 def _steps(config, batches, device):

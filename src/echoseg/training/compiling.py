@@ -16,7 +16,7 @@ from torch import nn
 
 from echoseg.config import TrainConfig
 from echoseg.errors import ConfigError
-from echoseg.training.cuda_graph import check_cuda_graph
+from echoseg.training.cuda_graph import check_cuda_graph, cuda_graph_problem
 
 COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")
 
@@ -36,10 +36,9 @@ def resolve_mode(cfg: TrainConfig, device: torch.device) -> str:
     ``cuda-graph`` the run cannot use."""
     mode = check_mode(cfg.compile)
     if mode == "auto":
-        usable = device.type == "cuda" and cfg.optimizer in ("adam", "adamw")
-        return "cuda-graph" if usable and not cfg.teachers else "none"
+        return "none" if cuda_graph_problem(device, cfg) else "cuda-graph"
     if mode == "cuda-graph":
-        check_cuda_graph(device, cfg.optimizer)
+        check_cuda_graph(device, cfg)
     return mode
 
 

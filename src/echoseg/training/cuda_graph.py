@@ -19,20 +19,31 @@ from __future__ import annotations
 
 import torch
 
+from echoseg.config import TrainConfig
 from echoseg.errors import ConfigError
 
 WARMUP_STEPS = 3  # eager steps before capture: cuDNN's algorithm search, Adam's state
 
 
-def check_cuda_graph(device: torch.device, optimizer: str) -> None:
-    """Raise ConfigError unless the run is on CUDA with ``optimizer`` adam or adamw (whose
-    fused CUDA kernel reads its step count and learning rate from GPU memory)."""
+def cuda_graph_problem(device: torch.device, cfg: TrainConfig) -> str | None:
+    """Why a run with ``cfg`` on ``device`` cannot replay its steps from a CUDA graph, or None.
+
+    It needs a CUDA device and Adam or AdamW (whose fused CUDA kernel reads its step count and
+    learning rate from GPU memory); distillation teachers are not captured (not measured)."""
     if device.type != "cuda":
-        raise ConfigError(f"train.compile: cuda-graph needs a CUDA device (this run is on "
-                          f"{device.type}); use none")
-    if optimizer not in ("adam", "adamw"):
-        raise ConfigError(f"train.compile: cuda-graph needs train.optimizer adam or adamw, "
-                          f"not {optimizer}")
+        return f"needs a CUDA device (this run is on {device.type})"
+    if cfg.optimizer not in ("adam", "adamw"):
+        return f"needs train.optimizer adam or adamw, not {cfg.optimizer}"
+    if cfg.teachers:
+        return "does not cover distillation (train.teachers)"
+    return None
+
+
+def check_cuda_graph(device: torch.device, cfg: TrainConfig) -> None:
+    """Raise ConfigError naming the :func:`cuda_graph_problem`, if there is one."""
+    problem = cuda_graph_problem(device, cfg)
+    if problem:
+        raise ConfigError(f"train.compile: cuda-graph {problem}; use none")
 
 
 class CudaGraphStep:
