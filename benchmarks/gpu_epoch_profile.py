@@ -39,17 +39,6 @@ def timed(label: str, fn, repeats: int = 1):
     return result
 
 
-def binned_label_sums(logits, target):
-    """The binning label sums (scatter_add + bincount), as label_sums does on the CPU."""
-    from echoseg.losses.class_sums import softmax_parts
-
-    probs, logp_true = softmax_parts(logits, target)
-    bins = target.reshape(-1)
-    inter = torch.zeros(4, device=logits.device).scatter_add(0, bins, logp_true.exp().reshape(-1))
-    t_sum = torch.bincount(bins, minlength=4).float()
-    return inter, probs.sum((0, 2, 3)), t_sum, -logp_true.sum()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
@@ -61,7 +50,7 @@ def main() -> None:
     timed("device context", lambda: torch.zeros(1, device=dev))
     t0 = time.perf_counter()
     from echoseg.config import load_config
-    from echoseg.losses.class_sums import label_sums
+    from echoseg.losses.class_sums import _binned_label_sums, _masked_label_sums, softmax_parts
     from echoseg.models import build_model
     from echoseg.training.batches import BatchSource
     from echoseg.training.checkpoint import save_checkpoint
@@ -96,21 +85,18 @@ def main() -> None:
     timed("one epoch's steps on ready batches", lambda: run_epoch(3, ready), 3)
     timed("one epoch: batches made and stepped", lambda: run_epoch(4), 3)
     timed("validation", lambda: validate(model, *val, loss_fn, dev, amp, cl), 3)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
     with tempfile.TemporaryDirectory() as tmp:
         timed("checkpoint save", lambda: save_checkpoint(Path(tmp) / "last.pt", {
             "model": model.state_dict(), "optimizer": optimizer.state_dict()}), 3)
-    del state
 
     y = ready[0][1]
     logits = torch.randn(len(y), 4, *y.shape[1:], device=dev, requires_grad=True)
     logits_cl = logits.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
-    for name, fn in (("label sums, class masks", lambda z: label_sums(z, y)),
-                     ("label sums, bins (scatter_add, bincount)",
-                      lambda z: binned_label_sums(z, y))):
+    for name, sums in (("label sums, class masks", _masked_label_sums),
+                       ("label sums, bins (scatter_add, bincount)", _binned_label_sums)):
         for layout, z in (("NCHW", logits), ("channels_last", logits_cl)):
-            def fwd_bwd(fn=fn, z=z):
-                inter, p_sum, _, ce = fn(z)
+            def fwd_bwd(sums=sums, z=z):
+                inter, p_sum, _, ce = sums(*softmax_parts(z, y), y, False)
                 (inter.sum() + p_sum.sum() + ce).backward()
             timed(f"{name}, {layout}, forward + backward (real labels)", fwd_bwd, 10)
 

