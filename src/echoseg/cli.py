@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from echoseg.errors import EchosegError
 
@@ -53,9 +54,31 @@ def _version() -> str:
     return f"echoseg {__version__}"
 
 
+def os_error_line(exc: OSError) -> str:
+    """One line for an operating-system error: ``<file>: <reason>`` (e.g. a full disk)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{exc.filename}: {reason}" if exc.filename else reason
+
+
+_shown_warnings: set[str] = set()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one line ``echoseg: warning: <text>``, each text once per process
+    (Python's default prints two lines with a source excerpt)."""
+    text = " ".join(str(message).split())
+    if text in _shown_warnings:
+        return
+    _shown_warnings.add(text)
+    if not text.startswith("echoseg:"):
+        text = f"echoseg: warning: {text}"
+    print(text, file=file or sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 1 partial failure, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _show_warning
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
@@ -73,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except EchosegError as exc:
         print(f"echoseg: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk error that no command turned into a message of its own
+        print(f"echoseg: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("echoseg: error: out of memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("echoseg: interrupted", file=sys.stderr)
