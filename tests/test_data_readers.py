@@ -12,7 +12,13 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from echoseg.data.readers import read_header, read_image, write_image, write_label_map
+from echoseg.data.readers import (
+    read_header,
+    read_image,
+    read_label_map,
+    write_image,
+    write_label_map,
+)
 from echoseg.errors import DataError
 
 IMAGE = (np.arange(50 * 40).reshape(50, 40) % 256).astype(np.uint8)  # H=50, W=40
@@ -132,12 +138,15 @@ def test_metaimage_missing_or_short_raw(tmp_path, capfd):
     assert capfd.readouterr().err == ""  # ITK printed nothing: the check ran first
 
 
-def test_palette_label_png_reads_as_indices(tmp_path):
+def test_palette_png_is_gray_as_an_image_and_indices_as_a_label_map(tmp_path):
     indices = np.array([[0, 1], [2, 3]], np.uint8)
     image = Image.fromarray(indices, mode="P")
-    image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])  # black, red, green, blue
     image.save(tmp_path / "label.png")
-    np.testing.assert_array_equal(read_image(tmp_path / "label.png")[0], indices)
+    np.testing.assert_array_equal(read_label_map(tmp_path / "label.png")[0], indices)
+    # an image is what it displays: the luma of each palette colour
+    gray = read_image(tmp_path / "label.png")[0]
+    np.testing.assert_array_equal(gray, [[0, 76], [150, 29]])
 
 
 def test_reading_png_never_imports_simpleitk(samples_root):

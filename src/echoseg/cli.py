@@ -8,6 +8,7 @@ and ``run(args) -> int``. Modules are imported only when their command runs, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 import warnings
@@ -75,10 +76,23 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(text, file=file or sys.stderr, flush=True)
 
 
+def _quiet_for_users() -> None:
+    """Warnings and output as a user sees them, also when ``main`` runs inside another program
+    (a test): one-line warnings, no deprecation notices of libraries (meant for developers;
+    Python hides them outside ``__main__`` too), and printing that never fails on an
+    undecodable file name (its bytes shown as escapes)."""
+    warnings.showwarning = _show_warning
+    for category in (DeprecationWarning, PendingDeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):  # not a text stream
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 1 partial failure, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    warnings.showwarning = _show_warning
+    _quiet_for_users()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:

@@ -8,8 +8,6 @@ import warnings
 
 from conftest import assert_one_error, enospc
 
-from echoseg import cli
-
 
 def _command(run):
     return types.SimpleNamespace(add_arguments=lambda parser: None, run=run)

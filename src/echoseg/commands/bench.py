@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure every model given and print a table (or JSON); returns 0."""
+    for option, value in (("--steps", args.steps), ("--batch-size", args.batch_size)):
+        check_count(option, value)
     from echoseg.bench.timing import inference_latency, training_throughput
     from echoseg.config import load_config
-    from echoseg.training.loop import autocast_dtype, resolve_device
+    from echoseg.devices import resolve_device
+    from echoseg.training.loop import autocast_dtype
 
     device = resolve_device(args.device)
     results = {}
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
                                               amp=amp)} if amp else {}),
             }
     if args.json:
-        print(json.dumps(results))
+        from echoseg.evaluation.writers import json_text
+
+        print(json_text(results))
         return 0
     for name, r in results.items():
         if args.train:
@@ -58,21 +62,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_count(option: str, value: int, high: int = 100_000) -> int:
+    """``value`` if 1 <= value <= ``high``; else ConfigError ``<option> N: must be ...``."""
+    from echoseg.errors import ConfigError
+
+    if not 1 <= value <= high:
+        raise ConfigError(f"{option} {value}: must be between 1 and {high}")
+    return value
+
+
 def _model_or_preset(name: str, overrides: list[str]):
-    """A trained model (bundled name, run, checkpoint) or, failing that, a config/preset name
-    built with random weights (speed does not depend on the weights). Returns (model, config)."""
-    from echoseg.config import load_config
-    from echoseg.errors import EchosegError
+    """A trained model (bundled name, run folder, checkpoint) or else a config/preset name built
+    with random weights (speed does not depend on the weights). Returns (model, config); the
+    error of whichever ``name`` names, e.g. a checkpoint that does not load."""
+    from pathlib import Path
+
+    from echoseg.config import load_config, resolve_config_path
+    from echoseg.errors import ConfigError
     from echoseg.inference import load_model
+    from echoseg.inference.loading import bundled_models, resolve_model_path
     from echoseg.models import build_model
 
-    try:
+    path = Path(name)
+    is_config = path.suffix in (".yaml", ".yml")
+    if not is_config and (name in bundled_models() or path.is_dir() or path.is_file()):
         seg = load_model(name)
         return seg.model, seg.config
-    except EchosegError as model_error:
-        try:
-            config = load_config(name, overrides)
-        except EchosegError:
-            raise model_error from None
-        return build_model(config.model), config
-
+    try:
+        resolve_config_path(name)
+    except ConfigError:
+        if not is_config:
+            resolve_model_path(name)  # raises: no such model, listing the bundled ones
+        raise
+    config = load_config(name, overrides)
+    return build_model(config.model), config

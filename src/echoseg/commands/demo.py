@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg demo`."""
@@ -192,12 +194,14 @@ def _print_summary(report: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+@removes_unused_output_dirs
 def run(args: argparse.Namespace) -> int:
     """Check the model is there, segment and score the samples, write the report; returns 0."""
     from echoseg.evaluation.writers import summary_json, write_text
 
     _check_model(args.model)
     out = Path(args.out)
+    prepare_output_dir(out)  # a bad --out fails before the work, not after it
     report = segment_samples(args.model, out, device=args.device)
     write_text(out / "report.json", summary_json(report))
     write_text(out / "report.md", report_markdown(report))

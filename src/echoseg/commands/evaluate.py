@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder holding the ground truth")
     parser.add_argument("--split", help="split to score (default: test)")
     parser.add_argument("--pred", metavar="DIR", help="score predicted label maps from DIR "
-                        "(<id>.png, <id>.nii.gz or <id>_pred.*, searched recursively) "
+                        "(<id>.png, <id>.nii.gz, <id>_pred.* or <id>_seg.* as echoseg predict "
+                        "writes them, searched recursively) "
                         "instead of running a model")
     parser.add_argument("--postprocess", metavar="SPEC", help="post-processing, e.g. "
                         "'cca+close:5' or 'none' (default: the model's own; 'none' with --pred)")
@@ -61,6 +63,7 @@ def _load_model(args: argparse.Namespace):
     return load_model(args.model, device=device, postprocess=args.postprocess)
 
 
+@removes_unused_output_dirs
 def run(args: argparse.Namespace) -> int:
     """Validate every option, score, then write files (nothing is written on error)."""
     from echoseg.errors import ConfigError
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from echoseg.evaluation.figures import write_worst_cases
     from echoseg.evaluation.grid import MODEL_GRID, parse_grid
     from echoseg.evaluation.summary import summary_markdown
-    from echoseg.evaluation.writers import summary_json, write_evaluation
+    from echoseg.evaluation.writers import json_text, write_evaluation
     from echoseg.postprocess import parse_postprocess
 
     if (args.model is None) == (args.pred is None):
@@ -79,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--worst needs --out DIR to write the figures into")
     parse_postprocess(args.postprocess)  # fail on a bad spec before reading any data
     grid = parse_grid(args.grid)
+    if args.out:
+        prepare_output_dir(args.out)  # a bad --out fails before the work, not after it
     samples = _samples(args)
     if args.pred:
         evaluation = evaluate_folder(args.pred, samples, postprocess=args.postprocess or "none",
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             if args.model:
                 _write_decoder_figures(model, evaluation.worst, Path(args.out) / "worst")
     if args.json:
-        print(json.dumps(json.loads(summary_json(evaluation.summary))))
+        print(json_text(evaluation.summary))
     else:
         print(markdown, end="")
     return 0

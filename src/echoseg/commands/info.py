@@ -6,7 +6,6 @@ Exit code 0 when the dataset has no problem, 2 when it has (the report is still 
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 
 from echoseg.data.check import CheckReport, check
@@ -35,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.data, strict=False)
     summary = summarize(dataset, check(dataset), args.split_file, args.seed)
     if args.json:
-        print(json.dumps(summary, indent=1))
+        from echoseg.evaluation.writers import json_text  # here: it imports numpy and scipy
+
+        print(json_text(summary, indent=1))
     else:
         print(render(summary))
     return 2 if summary["problems"] else 0

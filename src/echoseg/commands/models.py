@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +18,9 @@ def run(args: argparse.Namespace) -> int:
     configs = {name: load_preset(name) for name in list_presets()}
     rows = {name: (cfg, model_stats(cfg)) for name, cfg in configs.items()}
     if args.json:
-        print(json.dumps({name: stats for name, (_, stats) in rows.items()}))
+        from echoseg.evaluation.writers import json_text
+
+        print(json_text({name: stats for name, (_, stats) in rows.items()}))
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -12,13 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg predict`."""
     parser.add_argument("model", help="bundled name (e.g. lightweight), run folder or checkpoint")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="PNG/JPEG/TIFF images, NIfTI or MetaImage images or 2D+t "
-                        "sequences, or folders of them (searched recursively; *_gt.* skipped)")
+                        "sequences, or folders of them (searched recursively; label maps *_gt.* "
+                        "and echoseg's own outputs skipped)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--postprocess", metavar="SPEC",
                         help="post-processing, e.g. 'cca+close:5' or 'none' (default: the "
@@ -61,6 +64,7 @@ class _Reporter:
         self.progress.advance(self.task)
 
 
+@removes_unused_output_dirs
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, find the inputs, segment them; returns the exit code."""
     from echoseg.errors import ConfigError, DataError
@@ -71,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--batch-size must be >= 1")
     parse_postprocess(args.postprocess)  # a bad spec fails before any work
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    prepare_output_dir(out_dir)  # a bad --out fails before any input is read
     found = find_inputs(args.inputs, exclude=out_dir)
     for problem in found.problems:
         print(f"echoseg: error: {problem}", file=sys.stderr)
@@ -80,10 +83,16 @@ def run(args: argparse.Namespace) -> int:
         n = len(found.skipped_labels)
         print(f"echoseg: note: skipped {n} label map{'s' * (n > 1)} by name (*_gt.*, *_seg.*)",
               file=sys.stderr)
+    if found.skipped_outputs and not args.quiet:
+        n = len(found.skipped_outputs)
+        print(f"echoseg: note: skipped {n} earlier output{'s' * (n > 1)} of echoseg "
+              "(*_overlay.png, *_overlay/, folders with its predictions.csv)", file=sys.stderr)
     if not found.files:
-        skipped = len(found.skipped_labels)
+        skipped = [f"{len(items)} {what}" for items, what in (
+            (found.skipped_labels, "label maps"), (found.skipped_outputs, "outputs of echoseg"))
+            if items]
         raise DataError("nothing to segment among the inputs"
-                        + (f" ({skipped} label maps skipped by name)" if skipped else ""))
+                        + (f" ({' and '.join(skipped)} skipped by name)" if skipped else ""))
 
     from echoseg.inference import load_model
     from echoseg.inference.pipeline import FilePredictor

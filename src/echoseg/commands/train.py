@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -36,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, out, resume=args.resume, device=args.device,
                    quiet=args.quiet or args.json)
     if args.json:
-        print(json.dumps({"run": str(out), **result}))
+        from echoseg.evaluation.writers import json_text  # strict: NaN and -inf become null
+
+        print(json_text({"run": str(out), **result}))
     else:
         print(f"run folder: {out} (best epoch {result['best_epoch']}, "
               f"val Dice mean {result['best_val_dice_mean']:.4f})")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echoseg.atomic import atomic_write
+from echoseg.atomic import atomic_write, failure_reason
 from echoseg.data.pairs import read_pair
 from echoseg.data.preprocess import image_to_grid, label_to_grid
 from echoseg.data.sample import Sample
@@ -62,9 +62,9 @@ def load_arrays(samples: Sequence[Sample], size: int, cache_dir: Path | str | No
     try:
         atomic_write(label_file, lambda f: np.save(f, labels))
         atomic_write(image_file, lambda f: np.save(f, images))
-    except OSError as exc:
-        warnings.warn(f"echoseg: could not write the array cache in {folder}: {exc}",
-                      stacklevel=2)
+    except OSError as exc:  # worth one line: every later run decodes the images again
+        warnings.warn(f"{folder}: cannot write the array cache ({failure_reason(exc)}); "
+                      "set ECHOSEG_CACHE or data.cache_dir to a writable folder", stacklevel=2)
     return images, labels
 
 

@@ -56,6 +56,8 @@ def parse_info_cfg(path: Path | str) -> dict[str, int | float | str]:
     or a numeric field (ED, ES, NbFrame, EF, ...) is not a number or a frame out of range.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever
+        raise DataError(f"{path}: cannot read Info cfg (not a regular file)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echoseg.data.readers import Spacing, read_header, read_image
+from echoseg.data.readers import Spacing, read_header, read_image, read_label_map
 from echoseg.data.sample import Sample
 from echoseg.errors import DataError
 from echoseg.labels import VALID_LABELS
@@ -32,13 +32,14 @@ def decode_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """Decode a sample's image and label map, both (H, W) in their file dtypes.
 
     Raises DataError naming the file when either is unreadable, not 2D, or their sizes differ;
-    label values are not checked here (see :func:`check_label_values`).
+    a palette label map gives its indices. Label values are not checked here (see
+    :func:`check_label_values`).
     """
     image, _ = read_image(sample.image_path)
     _require_2d(sample.image_path, image.shape, "image")
     if sample.label_path is None:
         raise DataError(f"{sample.image_path}: missing label map")
-    label, _ = read_image(sample.label_path)
+    label, _ = read_label_map(sample.label_path)
     _require_2d(sample.label_path, label.shape, "label map")
     _require_match(sample.image_path, image.shape, None, sample.label_path, label.shape, None)
     return image, label

@@ -1,4 +1,9 @@
-"""Resampling between an image's native pixel grid and the model's square grid (256x256)."""
+"""Resampling between an image's native pixel grid and the model's square grid (256x256).
+
+Non-finite pixels (NaN, +inf, -inf) of a float image are set to the minimum finite value of that
+image before scaling, by :func:`fill_non_finite`, the one rule every path (training, evaluation,
+prediction) applies; an image with no finite pixel is refused.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ def image_to_grid(image: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     """Resample a 2D image (H, W) to a float32 (size, size) array with values in [0, 1].
 
     uint8 intensities are divided by 255; any other dtype is min-max scaled (a constant image
-    gives zeros). Shrinking uses area averaging, enlarging bilinear interpolation; an image
-    already of that size is only rescaled.
+    gives zeros), after :func:`fill_non_finite`. Shrinking uses area averaging, enlarging
+    bilinear interpolation; an image already of that size is only rescaled. Raises ValueError
+    when no pixel is finite.
     """
     image = np.asarray(image)
     if image.ndim != 2:
@@ -21,7 +27,7 @@ def image_to_grid(image: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     if image.dtype == np.uint8:
         x = image.astype(np.float32) * np.float32(1 / 255)
     else:
-        x = image.astype(np.float32)
+        x = fill_non_finite(image)[0].astype(np.float32)
         low, high = float(x.min()), float(x.max())
         x = (x - low) / (high - low) if high > low else np.zeros_like(x)
     if x.shape != (size, size):
@@ -29,6 +35,26 @@ def image_to_grid(image: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
         method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         x = cv2.resize(x, (size, size), interpolation=method)
     return np.clip(x, 0.0, 1.0, out=x)
+
+
+def fill_non_finite(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Set the NaN and infinite pixels of an image to its minimum finite value.
+
+    Takes an array of any shape and dtype (pass one 2D frame at a time for a sequence).
+    Returns (image, count): the same array when there is nothing to replace (integer dtypes,
+    all finite), else a copy with ``count`` pixels replaced. Raises ValueError when no pixel is
+    finite.
+    """
+    if not np.issubdtype(image.dtype, np.floating) or image.size == 0:
+        return image, 0
+    finite = np.isfinite(image)
+    count = image.size - int(np.count_nonzero(finite))
+    if count == 0:
+        return image, 0
+    if count == image.size:
+        raise ValueError("no finite pixel values")
+    filled = np.where(finite, image, image[finite].min())
+    return filled, count
 
 
 def label_to_grid(label: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:

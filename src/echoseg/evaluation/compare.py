@@ -61,17 +61,42 @@ def load_tables(dirs: Sequence[Path | str], names: Sequence[str]) -> dict[str, d
     return tables
 
 
-def hausdorff_unit(dirs: Sequence[Path | str]) -> str:
-    """The Hausdorff unit ("mm", "px") the evaluations agree on, from each DIR/summary.json;
-    "mixed" when they differ and "?" when no summary says."""
-    units = set()
-    for folder in dirs:
-        path = Path(folder) / "summary.json"
-        try:
-            units.add(json.loads(path.read_text()).get("hausdorff_unit", "?"))
-        except (OSError, ValueError, AttributeError):
-            units.add("?")
-    return units.pop() if len(units) == 1 else "mixed"
+def scoring_grid(folder: Path | str) -> tuple[str | int, str]:
+    """(grid, Hausdorff unit) an evaluation was scored with, from its DIR/summary.json.
+
+    Raises DataError naming the file when it is missing, unreadable, or has no "grid" and
+    "hausdorff_unit" (every ``echoseg evaluate --out`` writes them)."""
+    path = Path(folder) / "summary.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (compare needs each evaluation's summary.json "
+                        "to check that all were scored on the same grid)")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
+        raise DataError(f"{path}: not an evaluation's summary.json ({reason})") from None
+    if not isinstance(summary, dict) or not {"grid", "hausdorff_unit"} <= set(summary):
+        raise DataError(f"{path}: not an evaluation's summary.json (no 'grid' and "
+                        "'hausdorff_unit')")
+    return summary["grid"], str(summary["hausdorff_unit"])
+
+
+def common_grid(dirs: Sequence[Path | str]) -> dict:
+    """{"grid", "hausdorff_unit"} that every evaluation folder shares (see ``scoring_grid``).
+
+    Evaluations on different grids have Dice and Hausdorff values of different resolutions
+    (Hausdorff in different pixel units), so pairing them image by image would test the grid,
+    not the models: raises DataError naming both folders and their grids."""
+    first = Path(dirs[0])
+    grid, unit = scoring_grid(first)
+    for folder in dirs[1:]:
+        other_grid, other_unit = scoring_grid(folder)
+        if (str(other_grid), other_unit) != (str(grid), unit):
+            raise DataError(
+                f"{folder}: scored on grid {other_grid} (Hausdorff in {other_unit}) but {first} "
+                f"on grid {grid} (Hausdorff in {unit}); compare needs evaluations on the same "
+                "grid: run evaluate with the same --grid")
+    return {"grid": grid, "hausdorff_unit": unit}
 
 
 def compare_tables(tables: dict[str, dict[str, dict]], pairs: str = "all") -> dict:
@@ -116,8 +141,9 @@ def comparison_markdown(report: dict) -> str:
     """Markdown: a table of mean ± std per model, then a table of Wilcoxon p-values."""
     heads = [f"{m} {s}" for m in ("Dice", "HD") for s in STRUCTURES]
     unit = report.get("hausdorff_unit", "?")
-    lines = [f"Compared on {report['n_images']} images (paired by image id); Hausdorff (HD) "
-             f"in {unit}.", "",
+    grid = f", scored on grid {report['grid']}" if "grid" in report else ""
+    lines = [f"Compared on {report['n_images']} images (paired by image id{grid}); Hausdorff "
+             f"(HD) in {unit}.", "",
              "| Model | " + " | ".join(heads) + " | Outliers |",
              "|---" * (len(heads) + 2) + "|"]
     for m in report["models"]:

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from echoseg.atomic import atomic_write  # noqa: E402
+from echoseg.atomic import atomic_write_bytes  # noqa: E402
 from echoseg.evaluation.grid import resize_labels  # noqa: E402
 from echoseg.labels import LA, LV, MYO, STRUCTURES  # noqa: E402
 
@@ -51,7 +51,7 @@ def _save(fig, path: Path | str) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def case_figure(image: np.ndarray | None, gt: np.ndarray, pred: np.ndarray, path: Path | str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from echoseg.data.limits import check_side
 from echoseg.data.preprocess import label_to_native
 from echoseg.errors import ConfigError
 
@@ -12,7 +13,8 @@ MODEL_GRID = 256  # the paper's (and the default models') input grid
 
 def parse_grid(value: str | int) -> str | int:
     """Parse a ``--grid`` value: "native", "model" (kept as is: the caller knows the model's
-    grid) or a size in pixels (int >= 8). Raises ConfigError otherwise."""
+    grid) or a size in pixels (int >= 8, at most the side limit of ``echoseg.data.limits``).
+    Raises ConfigError otherwise."""
     text = str(value).strip().lower()
     if text in ("native", "model"):
         return text
@@ -23,7 +25,7 @@ def parse_grid(value: str | int) -> str | int:
     if size < 8:
         raise ConfigError(f"--grid must be 'native', 'model' or a size in pixels >= 8, "
                           f"got {value!r}")
-    return size
+    return check_side(size, "--grid")
 
 
 def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -6,6 +6,7 @@ import heapq
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +24,8 @@ ID_COLUMNS = ("id", "patient", "view", "phase")
 @dataclass
 class EvalItem:
     """One image to score: ids, predicted and ground-truth label maps (2D ints 0..3), the ground
-    truth's pixel spacing in mm (row, col) or None, and optionally the image (for figures)."""
+    truth's pixel spacing in mm (row, col) or None, optionally the image (for figures), and the
+    files the label maps came from (None for a model's prediction), named in errors."""
 
     id: str
     patient: str
@@ -33,6 +35,8 @@ class EvalItem:
     gt: np.ndarray
     spacing: tuple[float, float] | None = None
     image: np.ndarray | None = None
+    pred_path: Path | str | None = None
+    gt_path: Path | str | None = None
 
 
 @dataclass
@@ -82,17 +86,21 @@ def score_image(
     return row
 
 
-def _check_labels(array: np.ndarray, what: str, item_id: str) -> np.ndarray:
+def _check_labels(array: np.ndarray, what: str, item_id: str,
+                  path: Path | str | None = None) -> np.ndarray:
+    """``array`` as a 2D integer label map; DataError naming the file (when known) and the
+    image id otherwise."""
+    where = f"{path}: image {item_id}" if path is not None else item_id
     array = np.asarray(array)
     if array.ndim != 2:
-        raise DataError(f"{item_id}: {what} must be a 2D label map, got shape {array.shape}")
+        raise DataError(f"{where}: {what} must be a 2D label map, got shape {array.shape}")
     if array.dtype == bool:
         array = array.astype(np.uint8)
     if not np.issubdtype(array.dtype, np.integer):
-        raise DataError(f"{item_id}: {what} must hold integer labels, got {array.dtype}")
+        raise DataError(f"{where}: {what} must hold integer labels, got {array.dtype}")
     bad = np.unique(array[(array < 0) | (array >= NUM_CLASSES)])
     if bad.size:
-        raise DataError(f"{item_id}: {what} has label values outside 0..{NUM_CLASSES - 1}: "
+        raise DataError(f"{where}: {what} has label values outside 0..{NUM_CLASSES - 1}: "
                         f"{', '.join(str(v) for v in bad[:5])}")
     return array
 
@@ -125,8 +133,8 @@ def evaluate_predictions(
         if item.id in seen:
             raise DataError(f"{item.id}: the same image id appears twice")
         seen.add(item.id)
-        pred = _check_labels(item.pred, "prediction", item.id)
-        gt = _check_labels(item.gt, "ground truth", item.id)
+        pred = _check_labels(item.pred, "prediction", item.id, item.pred_path)
+        gt = _check_labels(item.gt, "ground truth", item.id, item.gt_path)
         pred, gt, spacing = to_scoring_grid(pred, gt, item.spacing, grid)
         pred = apply(pred)
         row = {"id": item.id, "patient": item.patient, "view": item.view, "phase": item.phase}

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from echoseg.data.names import IMAGE_EXTENSIONS, split_extension
-from echoseg.data.readers import read_image
+from echoseg.data.readers import read_image, read_label_map
 from echoseg.errors import DataError
 from echoseg.evaluation.scoring import EvalItem
 
 PredictBatch = Callable[[list[np.ndarray]], list[np.ndarray]]
-PRED_SUFFIX = "_pred"
+PRED_SUFFIXES = ("_pred", "_seg")  # _seg: what `echoseg predict` writes
 
 
 def _names(ids: Sequence[str], limit: int = 5) -> str:
@@ -24,8 +24,9 @@ def _names(ids: Sequence[str], limit: int = 5) -> str:
 def find_predictions(pred_dir: Path | str, ids: Sequence[str]) -> dict[str, Path]:
     """Map each sample id to its prediction file under ``pred_dir`` (searched recursively).
 
-    A file matches id X when it is named ``X.<ext>`` or ``X_pred.<ext>`` with an image
-    extension (.png, .nii.gz, .nii, .mha, ...). Raises DataError when the folder is missing,
+    A file matches id X when it is named ``X.<ext>``, ``X_pred.<ext>`` or ``X_seg.<ext>`` (the
+    names ``echoseg predict`` writes, so its output folder can be scored as it is) with an
+    image extension (.png, .nii.gz, .nii, .mha, ...). Raises DataError when the folder is missing,
     when an id matches two files, or when ids have no file (naming how many and the first ones).
     """
     root = Path(pred_dir)
@@ -37,7 +38,7 @@ def find_predictions(pred_dir: Path | str, ids: Sequence[str]) -> dict[str, Path
         stem, ext = split_extension(path)
         if ext not in IMAGE_EXTENSIONS or not path.is_file():
             continue
-        key = stem[: -len(PRED_SUFFIX)] if stem.endswith(PRED_SUFFIX) else stem
+        key = _strip_suffix(stem)
         if key not in wanted:
             continue
         if key in found:
@@ -50,8 +51,16 @@ def find_predictions(pred_dir: Path | str, ids: Sequence[str]) -> dict[str, Path
     return found
 
 
+def _strip_suffix(stem: str) -> str:
+    for suffix in PRED_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
 def _read_2d(path: Path, what: str) -> np.ndarray:
-    array, _ = read_image(path)
+    # label maps keep palette indices; images give the gray a palette displays
+    array, _ = (read_image if what == "image" else read_label_map)(path)
     if array.ndim != 2:
         raise DataError(f"{path}: {what} must be a 2D image, got shape {array.shape}")
     return array
@@ -71,7 +80,7 @@ def items_from_files(
     for s in samples:
         image = _read_2d(Path(s.image_path), "image") if with_images else None
         yield EvalItem(s.id, s.patient, s.view, s.phase, _read_2d(pred_paths[s.id], "prediction"),
-                       _ground_truth(s), s.spacing, image)
+                       _ground_truth(s), s.spacing, image, pred_paths[s.id], s.label_path)
 
 
 def items_from_predictor(
@@ -87,4 +96,4 @@ def items_from_predictor(
             raise DataError(f"predictor returned {len(preds)} label maps for {len(images)} images")
         for s, image, pred in zip(chunk, images, preds, strict=True):
             yield EvalItem(s.id, s.patient, s.view, s.phase, np.asarray(pred), _ground_truth(s),
-                           s.spacing, image)
+                           s.spacing, image, gt_path=s.label_path)

@@ -1,8 +1,11 @@
 """Which files to segment and where their outputs go (``echoseg predict``), bundled samples.
 
 Inputs are files or folders (searched recursively, hidden entries skipped). Label maps by name
-(``*_gt.*``, and echoseg's own ``*_seg.*`` outputs) are skipped, and so is anything under the
-output folder. Every input gets a unique output *key*: a path relative to the output folder,
+(``*_gt.*``, and echoseg's own ``*_seg.*`` outputs) are skipped, and so are echoseg's other
+outputs, so that an output folder inside the inputs is never segmented again: overlays
+(``*_overlay.png`` and the ``*_overlay/`` folder beside one), any sub-folder holding a
+``predictions.csv`` written by echoseg, and anything under the output folder. Every input gets
+a unique output *key*: a path relative to the output folder,
 without extension, from which ``<key>_seg.<ext>`` and ``<key>_overlay.png`` are named. A file
 given directly is keyed by its stem; a file found in a folder by its path relative to that
 folder, so sub-folders are mirrored. When two inputs would share a key (``a.png`` and
@@ -19,6 +22,8 @@ from echoseg.data.names import LABEL_SUFFIX, PIL_EXTENSIONS, is_image_file, spli
 
 SEG_SUFFIX = "_seg"
 OVERLAY_SUFFIX = "_overlay"
+PREDICTIONS_CSV = "predictions.csv"
+_PREDICTIONS_HEADER = "input,frame,output,"  # how echoseg's predictions.csv begins
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples" / "camus224"
 
 
@@ -39,10 +44,12 @@ class InputFile:
 @dataclass
 class FoundInputs:
     """What :func:`find_inputs` found: files to segment (in order), label maps skipped by name,
-    and one line per input that cannot be used (missing, or not an image file)."""
+    echoseg's own outputs skipped (overlay files, overlay and output folders), and one line per
+    input that cannot be used (missing, or not an image file)."""
 
     files: list[InputFile] = field(default_factory=list)
     skipped_labels: list[Path] = field(default_factory=list)
+    skipped_outputs: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -50,6 +57,24 @@ def is_label_name(path: Path | str) -> bool:
     """True for ``*_gt.*`` (ground truth) and ``*_seg.*`` (echoseg output) image files."""
     stem = split_extension(path)[0]
     return stem.endswith(LABEL_SUFFIX) or stem.endswith(SEG_SUFFIX)
+
+
+def is_overlay_name(path: Path | str) -> bool:
+    """True for ``*_overlay.png``, the overlay echoseg writes beside each label map."""
+    stem, ext = split_extension(path)
+    return ext == ".png" and stem.endswith(OVERLAY_SUFFIX)
+
+
+def is_output_folder(folder: Path) -> bool:
+    """True for a folder echoseg predict wrote: it holds a ``predictions.csv`` that begins with
+    echoseg's header, or it is an ``X_overlay/`` folder beside an ``X_overlay.png``."""
+    if folder.name.endswith(OVERLAY_SUFFIX) and folder.with_name(f"{folder.name}.png").is_file():
+        return True
+    try:
+        with open(folder / PREDICTIONS_CSV, "rb") as f:
+            return f.read(len(_PREDICTIONS_HEADER)) == _PREDICTIONS_HEADER.encode()
+    except OSError:
+        return False
 
 
 def output_extension(path: Path | str) -> str:
@@ -74,8 +99,10 @@ def find_inputs(inputs: list[str | Path], exclude: Path | str | None = None) -> 
     for given in inputs:
         path = Path(given).expanduser()
         if path.is_dir():
-            candidates = [(f, f.relative_to(path)) for f in _walk(path, skip_dir)]
-            if not candidates:
+            files, outputs = _walk(path, skip_dir)
+            found.skipped_outputs.extend(outputs)
+            candidates = [(f, f.relative_to(path)) for f in files]
+            if not candidates and not outputs:
                 found.problems.append(f"{path}: no image files in this folder")
         elif path.is_file():
             if not is_image_file(path):
@@ -83,6 +110,9 @@ def find_inputs(inputs: list[str | Path], exclude: Path | str | None = None) -> 
                 found.problems.append(f"{path}: not an image file (extension '{ext}')")
                 continue
             candidates = [(path, Path(path.name))]
+        elif path.exists():  # a FIFO, device or socket: never opened (a FIFO blocks)
+            found.problems.append(f"{path}: not a regular file")
+            continue
         else:
             found.problems.append(f"{path}: no such file or folder")
             continue
@@ -92,6 +122,9 @@ def find_inputs(inputs: list[str | Path], exclude: Path | str | None = None) -> 
             seen.add(file.resolve())
             if is_label_name(file):
                 found.skipped_labels.append(file)
+                continue
+            if is_overlay_name(file):
+                found.skipped_outputs.append(file)
                 continue
             key = _unique_key(_key(relative), taken)
             taken.add(key.lower())  # case-insensitive, for macOS/Windows file systems
@@ -112,13 +145,22 @@ def _unique_key(key: str, taken: set[str]) -> str:
     return candidate
 
 
-def _walk(root: Path, skip_dir: Path | None) -> list[Path]:
-    """Image files below ``root``, sorted, without hidden entries or anything in ``skip_dir``."""
+def _walk(root: Path, skip_dir: Path | None) -> tuple[list[Path], list[Path]]:
+    """Image files below ``root``, sorted, without hidden entries or anything in ``skip_dir``;
+    and the sub-folders left out as echoseg's outputs (:func:`is_output_folder`)."""
     found: list[Path] = []
+    outputs: list[Path] = []
     for folder, dirs, names in os.walk(root, followlinks=False):
         here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (skip_dir is None or (here / d).resolve() != skip_dir))
+        kept = []
+        for d in sorted(d for d in dirs if not d.startswith(".")):
+            if skip_dir is not None and (here / d).resolve() == skip_dir:
+                continue
+            if is_output_folder(here / d):
+                outputs.append(here / d)
+            else:
+                kept.append(d)
+        dirs[:] = kept
         found.extend(here / n for n in sorted(names)
                      if not n.startswith(".") and is_image_file(n) and (here / n).is_file())
-    return sorted(found)
+    return sorted(found), outputs

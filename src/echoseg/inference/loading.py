@@ -40,23 +40,47 @@ def load_model(name_or_path: str | Path, device: str = "cpu",
     """Load a model for inference; returns a :class:`Segmenter`.
 
     Bundled weights are a plain state dict with the config in a JSON file beside them
-    (``<name>.json``, key ``config``); checkpoints carry their config inside.
+    (``<name>.json``, key ``config``); checkpoints carry their config inside. Raises
+    EchosegError naming the file for a checkpoint, sidecar or config that is broken, and for
+    weights that do not fit the model their config describes.
     """
     from echoseg.models import build_model
     from echoseg.training.checkpoint import load_checkpoint
+    from echoseg.training.restore import load_weights
 
     path = resolve_model_path(name_or_path)
     if path.suffix == ".onnx":
         raise EchosegError(f"{path}: ONNX models are not supported yet")
     state = load_checkpoint(path)
-    config_dict = state.get("config")
-    if config_dict is None:
+    if state.get("config") is not None:
+        config = from_dict(state["config"], source=str(path))
+    else:
         meta = path.with_suffix(".json")
-        if not meta.is_file():
-            raise EchosegError(f"{path}: no config inside and no {meta.name} beside it")
-        config_dict = json.loads(meta.read_text())["config"]
-    config = from_dict(config_dict, source=str(path))
+        config = from_dict(read_sidecar_config(path, meta), source=str(meta))
     model = build_model(config.model)
-    model.load_state_dict(state["model"])
+    load_weights(model, state, path)
     name = str(name_or_path) if str(name_or_path) in bundled_models() else str(path)
     return Segmenter(model, config, name=name, device=device, postprocess=postprocess)
+
+
+def read_sidecar_config(weights: Path, meta: Path) -> dict:
+    """The ``config`` entry of the JSON file ``meta`` beside the bundled ``weights``; raises
+    EchosegError naming the file when it is missing, not JSON, or has no ``config`` mapping."""
+    if not meta.is_file():
+        raise EchosegError(f"{weights}: no config inside and no {meta.name} beside it")
+    try:
+        data = json.loads(meta.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise EchosegError(f"{meta}: not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise EchosegError(f"{meta}: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                           f"column {exc.colno})") from None
+    except (OSError, RecursionError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "nested too deeply"
+        raise EchosegError(f"{meta}: cannot read ({reason})") from None
+    if not isinstance(data, dict) or "config" not in data:
+        raise EchosegError(f"{meta}: no 'config' entry (the model's resolved config)")
+    if not isinstance(data["config"], dict):
+        raise EchosegError(f"{meta}: 'config' must be a mapping of sections, got "
+                           f"{type(data['config']).__name__}")
+    return data["config"]

@@ -13,17 +13,16 @@ For an input with key K (see ``echoseg.inference.files``):
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from echoseg.atomic import atomic_write
-from echoseg.data.readers import Spacing, write_label_map
+from echoseg.atomic import atomic_write_bytes, atomic_write_named
+from echoseg.data.integrity import gzip_problem
+from echoseg.data.names import PIL_EXTENSIONS, split_extension
+from echoseg.data.readers import Spacing, read_header, write_label_map
 from echoseg.evaluation.figures import overlay
 from echoseg.inference.files import OVERLAY_SUFFIX, SEG_SUFFIX
 from echoseg.labels import STRUCTURES
@@ -31,25 +30,37 @@ from echoseg.metrics import is_anatomical_outlier
 
 CSV_COLUMNS = ("input", "frame", "output",
                *(f"area_{s}_px" for s in STRUCTURES), *(f"area_{s}_mm2" for s in STRUCTURES),
-               "anatomically_plausible", "seconds")
+               "anatomically_plausible", "seconds", "note")
 
 
 def write_label_map_atomic(path: Path, labels: np.ndarray, spacing: Spacing) -> Path:
-    """Write a label map so that readers never see a partial file.
+    """Write a label map so that readers never see a partial file and a good file is never
+    replaced by a bad one; returns ``path``.
 
     The file (and, for ``.mhd``, its ``.raw`` data file) is written under its final name in a
-    temporary folder beside ``path``, then moved into place, data files before the named file.
+    temporary folder beside ``path``, checked (:func:`check_label_map`), then moved into place,
+    data files before the named file. Raises WriteError ``<path>: cannot write (<reason>)``,
+    the old files unchanged, when writing or the check fails.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    try:
-        write_label_map(tmp / path.name, labels, spacing)
-        written = sorted(tmp.iterdir(), key=lambda p: p.name == path.name)  # named file last
-        for file in written:
-            os.replace(file, path.parent / file.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    labels = np.asarray(labels)
+    return atomic_write_named(path, lambda staged: write_label_map(staged, labels, spacing),
+                              verify=lambda staged: check_label_map(staged, labels.shape))
+
+
+def check_label_map(path: Path, shape: tuple[int, ...]) -> None:
+    """Raise (DataError or ValueError) unless the label map at ``path`` reads back as an array
+    of ``shape``: its header and the data length it declares (the ``.raw`` file of a ``.mhd``),
+    the whole gzip stream of a ``.nii.gz``, every chunk of a PNG. Returns None."""
+    found, _ = read_header(path)
+    expected = tuple(shape[1:]) if len(shape) == 3 and shape[0] == 1 else tuple(shape)
+    if tuple(found) != expected:
+        raise ValueError(f"reads back with shape {tuple(found)}, expected {expected}")
+    ext = split_extension(path)[1]
+    if ext == ".nii.gz" and (problem := gzip_problem(path)):
+        raise ValueError(problem)
+    if ext in PIL_EXTENSIONS:
+        with Image.open(path) as image:
+            image.verify()  # chunk checksums up to the end marker
 
 
 def overlay_png(image: np.ndarray, labels: np.ndarray, spacing: Spacing) -> bytes:
@@ -75,20 +86,22 @@ def write_outputs(out_dir: Path, key: str, ext: str, frames: list[np.ndarray],
     write_label_map_atomic(seg_path, volume, spacing)
     overlay_path = out_dir / f"{key}{OVERLAY_SUFFIX}.png"
     png = overlay_png(frames[0], labels[0], spacing)
-    atomic_write(overlay_path, lambda f: f.write(png))
+    atomic_write_bytes(overlay_path, png)
     if sequence:
         folder = out_dir / f"{key}{OVERLAY_SUFFIX}"
         digits = max(3, len(str(len(frames) - 1)))
         for t, (image, lbl) in enumerate(zip(frames, labels, strict=True)):
             data = overlay_png(image, lbl, spacing)
-            atomic_write(folder / f"frame_{t:0{digits}d}.png", lambda f, d=data: f.write(d))
+            atomic_write_bytes(folder / f"frame_{t:0{digits}d}.png", data)
     return seg_path
 
 
 def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarray,
-              spacing: Spacing, seconds: float) -> dict:
+              spacing: Spacing, seconds: float, note: str = "") -> dict:
     """One CSV row: areas per structure in pixels and in mm² (None when the spacing is
-    unknown), anatomical plausibility (no CAMUS criterion fails) and the seconds spent."""
+    unknown), anatomical plausibility (no CAMUS criterion fails), the seconds spent and a note
+    on what was done to the input ("" when nothing, e.g. "3 non-finite pixels set to the image
+    minimum")."""
     counts = np.bincount(labels.ravel(), minlength=len(STRUCTURES) + 1)
     row: dict = {"input": str(input_path), "frame": frame, "output": output}
     pixel_mm2 = spacing[0] * spacing[1] if spacing is not None else None
@@ -99,6 +112,7 @@ def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarra
         row[f"area_{name}_mm2"] = mm2
     row["anatomically_plausible"] = not is_anatomical_outlier(labels)
     row["seconds"] = round(seconds, 6)
+    row["note"] = note
     return row
 
 

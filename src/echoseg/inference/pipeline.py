@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from echoseg.atomic import WriteError, failure_reason
 from echoseg.data.names import PIL_EXTENSIONS, split_extension
+from echoseg.data.preprocess import fill_non_finite
 from echoseg.data.readers import Spacing, read_image
 from echoseg.errors import DataError, EchosegError
 from echoseg.evaluation.writers import per_image_csv, write_text
@@ -29,17 +31,23 @@ CSV_NAME = "predictions.csv"
 
 @dataclass
 class Loaded:
-    """An input read into memory: its frames (2D arrays), spacing (mm, row/col) or None, and
-    whether it is a sequence (written as one (T, H, W) label map)."""
+    """An input read into memory: its frames (2D arrays), spacing (mm, row/col) or None,
+    whether it is a sequence (written as one (T, H, W) label map), and one note per frame for
+    the CSV ("" when nothing was changed)."""
 
     file: InputFile
     frames: list[np.ndarray]
     spacing: Spacing
     sequence: bool
+    notes: list[str] = field(default_factory=list)
 
 
 def load_input(file: InputFile) -> Loaded:
-    """Read one input; raises DataError naming the file when it cannot be segmented."""
+    """Read one input; raises DataError naming the file when it cannot be segmented.
+
+    Non-finite pixels of each frame are set to that frame's minimum
+    (``echoseg.data.preprocess.fill_non_finite``) and counted in the frame's note.
+    """
     array, spacing = read_image(file.path)
     if array.ndim == 3 and split_extension(file.path)[1] in PIL_EXTENSIONS:
         raise DataError(f"{file.path}: multi-frame {split_extension(file.path)[1]} images are "
@@ -47,8 +55,17 @@ def load_input(file: InputFile) -> Loaded:
     if array.ndim not in (2, 3) or 0 in array.shape:
         raise DataError(f"{file.path}: expected a 2D image or a 2D+t sequence, got shape "
                         f"{array.shape}")
-    frames = list(array) if array.ndim == 3 else [array]
-    return Loaded(file, frames, spacing, array.ndim == 3)
+    frames, notes = [], []
+    for t, frame in enumerate(array if array.ndim == 3 else [array]):
+        try:
+            frame, count = fill_non_finite(frame)
+        except ValueError:
+            raise DataError(f"{file.path}: cannot read image (no finite pixel values in frame "
+                            f"{t})") from None
+        frames.append(frame)
+        notes.append(f"{count} non-finite pixel{'s' * (count > 1)} set to the image minimum"
+                     if count else "")
+    return Loaded(file, frames, spacing, array.ndim == 3, notes)
 
 
 @dataclass
@@ -87,7 +104,8 @@ class FilePredictor:
         self._flush(pending)
 
     def write_csv(self) -> Path | None:
-        """Write ``out_dir/predictions.csv`` atomically (when any frame was segmented)."""
+        """Write ``out_dir/predictions.csv`` atomically (when any frame was segmented); returns
+        its path, or None. Raises WriteError naming it (an old one unchanged) on a disk error."""
         if not self.rows:
             return None
         return write_text(self.out_dir / CSV_NAME, per_image_csv(self.rows))
@@ -122,10 +140,14 @@ class FilePredictor:
         try:
             seg_path = write_outputs(self.out_dir, file.key, output_extension(file.path),
                                      loaded.frames, labels, loaded.spacing, loaded.sequence)
+        except WriteError as exc:  # the old outputs, if any, are unchanged
+            self._fail(file, f"cannot write {exc.path} ({exc.reason})")
+            return
         except (OSError, ValueError, RuntimeError) as exc:
-            self._fail(file, f"cannot write outputs ({exc})")
+            self._fail(file, f"cannot write outputs ({failure_reason(exc)})")
             return
         output = relative_output(seg_path, self.out_dir)
         for t, lbl in enumerate(labels):
-            self.rows.append(frame_row(file.path, t, output, lbl, loaded.spacing, seconds))
+            self.rows.append(frame_row(file.path, t, output, lbl, loaded.spacing, seconds,
+                                       note=loaded.notes[t] if t < len(loaded.notes) else ""))
         self.on_file(file.path)

@@ -18,6 +18,8 @@ Elsewhere (CUDA, tracing/export, a whole-model ``torch.compile``, no C++ compile
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import types
 import warnings
 
@@ -29,6 +31,7 @@ from torch.autograd.function import once_differentiable
 from echoseg.models.dispatch import eager_cpu
 
 LINEAR_ABOVE = 20.0  # mish(x) == x to fp32 precision above this; keeps e^2x finite
+_DEFAULT_CXX = "clang++" if sys.platform == "darwin" else "g++"  # torch._inductor's default
 
 
 def _terms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -87,14 +90,23 @@ _KERNELS = {"forward": _forward, "forward_train": _forward_train, "backward": _b
 
 
 def _give_up(exc: Exception) -> None:
-    """Switch to the native kernel for the rest of the process, saying why once."""
+    """Switch to the native kernel for the rest of the process, saying why once; silently on
+    a machine without a C++ compiler, where that is the expected outcome."""
     global _fused_ok
     _fused_ok = False
+    if not _have_cxx():
+        return
     first_line = str(exc).splitlines()[0] if str(exc) else ""
     warnings.warn(
         f"echoseg: fused CPU Mish unavailable ({type(exc).__name__}: {first_line}); "
         "using torch's native Mish", RuntimeWarning, stacklevel=3,
     )
+
+
+def _have_cxx() -> bool:
+    """Whether the C++ compiler ``torch.compile`` looks for on CPU is on PATH (``$CXX``, else
+    g++, or clang++ on macOS)."""
+    return shutil.which(os.environ.get("CXX") or _DEFAULT_CXX) is not None
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +152,7 @@ def mish(x: torch.Tensor) -> torch.Tensor:
     """Mish ``x * tanh(softplus(x))`` of a tensor of any shape; same shape, dtype and layout.
 
     Fused kernels on CPU; ``F.mish`` elsewhere, or for good after the first failed compile
-    (one warning says why).
+    (one warning says why, none on a machine without a C++ compiler).
     """
     if not _use_fused(x):
         return F.mish(x)

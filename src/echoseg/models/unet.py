@@ -20,7 +20,6 @@ from torch import nn
 from echoseg.config import ModelConfig
 from echoseg.errors import ConfigError
 from echoseg.models.blocks import ConvBlock, Up, decode_level
-from echoseg.models.layers import ACTS, DOWNS, NORMS, UPS, check_choice
 
 
 class UNet(nn.Module):
@@ -117,19 +116,10 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _validate(cfg: ModelConfig) -> None:
-    check_choice("norm", cfg.norm, NORMS)
-    check_choice("act", cfg.act, ACTS)
-    check_choice("down", cfg.down, DOWNS)
-    check_choice("up", cfg.up, UPS)
-    if len(cfg.encoder) < 2 or len(cfg.decoder) != len(cfg.encoder) - 1:
-        raise ConfigError(
-            f"model: need at least 2 encoder levels and one decoder level fewer than encoder "
-            f"levels; got encoder {cfg.encoder} ({len(cfg.encoder)}), "
-            f"decoder {cfg.decoder} ({len(cfg.decoder)})"
-        )
-    channels = [*cfg.encoder, *cfg.decoder, cfg.in_channels, cfg.num_classes]
-    if any(not isinstance(c, int) or c < 1 for c in channels):
-        raise ConfigError(f"model: channel counts must be positive integers, got {channels}")
+    from echoseg.config_checks import model_problems
+
+    for _, problem in model_problems(cfg):
+        raise ConfigError(problem)
 
 
 def _init_weights(model: nn.Module, slope: float) -> None:

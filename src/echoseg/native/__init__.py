@@ -9,10 +9,13 @@ a second; it needs no PyTorch headers and no build system, only ``cc`` (or ``$CC
 ``torch.compile`` on CPU needs as well. The libraries link ``libgomp.so.1``, the OpenMP
 runtime PyTorch has already loaded, so both share one thread pool.
 
-:func:`load` returns ``None`` (and warns once) when no compiler or no OpenMP is available,
-when the build has no vector path (the CPU lacks AVX-512 F/BW/VL: the kernels' scalar loops
-alone would be slower than PyTorch's operators) or ``ECHOSEG_NATIVE=0``; callers then use
-PyTorch's own operators.
+:func:`load` returns ``None`` when no compiler or no OpenMP is available, when the build has
+no vector path (the CPU lacks AVX-512 F/BW/VL: the kernels' scalar loops alone would be slower
+than PyTorch's operators) or ``ECHOSEG_NATIVE=0``; callers then use PyTorch's own operators.
+That is the normal case on many machines, so it is silent: :func:`status` (stored in every
+run's provenance.json) records why. Only when a setting of the user's did not take effect (a
+``$CC`` that does not build, ``$ECHOSEG_NATIVE_FLAGS`` that leave no vector path, or
+``ECHOSEG_NATIVE=1`` asking for the kernels) does one RuntimeWarning say why.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pathlib import Path
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-shared", "-fPIC"]
 _X86_FLAGS = ["-mprefer-vector-width=512"]  # gcc would use 256-bit vectors on some AVX-512 CPUs
 _loaded: dict[str, ctypes.CDLL | None] = {}
+_why_not: dict[str, str] = {}  # library -> why it is not in use
+NO_VECTORS = "this CPU or compiler has no AVX-512 (F, BW, VL) vector path"
 
 # ctypes shorthands for signatures: a pointer (a tensor's data_ptr(), or None for NULL), int64,
 # int and float
@@ -40,8 +45,9 @@ PTR, I64, INT, FLOAT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_f
 
 def load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL | None:
     """The shared library built from ``NAME.c`` in this package, its functions typed by
-    ``signatures`` ({function: (argtypes, restype)}), or None where it cannot be built (one
-    RuntimeWarning says why; the result is remembered for the process)."""
+    ``signatures`` ({function: (argtypes, restype)}), or None where it cannot be built or has no
+    vector path (see the module docstring: :func:`status` says why; the result is remembered
+    for the process)."""
     if name not in _loaded:
         _loaded[name] = _build_and_load(name, signatures)
     return _loaded[name]
@@ -56,28 +62,44 @@ def call(lib: ctypes.CDLL, function: str, *args):
     return getattr(lib, function)(torch.get_num_threads(), *values)
 
 
-def status() -> dict[str, bool]:
-    """Which libraries this process has asked for so far, and whether each is in use (False:
-    unavailable, PyTorch's operators ran instead)."""
-    return {name: lib is not None for name, lib in sorted(_loaded.items())}
+def status() -> dict[str, dict]:
+    """The libraries this process has asked for so far: {name: {"in_use": True}} or
+    {name: {"in_use": False, "reason": why}} (PyTorch's operators ran instead)."""
+    return {name: {"in_use": True} if lib is not None
+            else {"in_use": False, "reason": _why_not.get(name, "unavailable")}
+            for name, lib in sorted(_loaded.items())}
 
 
 def _build_and_load(name: str, signatures: dict[str, tuple[list, object]]) -> ctypes.CDLL | None:
     if os.environ.get("ECHOSEG_NATIVE", "1") == "0":
-        return None
+        return _unavailable(name, "turned off by ECHOSEG_NATIVE=0", asked=False)
     try:
         lib = ctypes.CDLL(str(_build(name)))
+    except (OSError, subprocess.SubprocessError) as exc:
+        return _unavailable(name, _first_line(exc), asked="CC" in os.environ)
+    try:
         if lib.echoseg_vector_lanes() == 0:
-            raise OSError("this CPU or compiler has no AVX-512 (F, BW, VL) vector path")
+            return _unavailable(name, NO_VECTORS, asked="ECHOSEG_NATIVE_FLAGS" in os.environ)
         for function, (argtypes, restype) in signatures.items():
             getattr(lib, function).argtypes = argtypes
             getattr(lib, function).restype = restype
-        return lib
-    except (OSError, AttributeError, subprocess.SubprocessError) as exc:
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        warnings.warn(f"echoseg: C kernel {name!r} unavailable ({first_line}); using PyTorch's "
-                      "operators instead", RuntimeWarning, stacklevel=3)
-        return None
+    except AttributeError as exc:  # a library without a function it must have: a bug, say it
+        return _unavailable(name, _first_line(exc), asked=True)
+    _why_not.pop(name, None)
+    return lib
+
+
+def _unavailable(name: str, reason: str, asked: bool) -> None:
+    """Record why library ``name`` is not used; warn when the user's setting caused it."""
+    _why_not[name] = reason
+    if asked or os.environ.get("ECHOSEG_NATIVE") == "1":
+        warnings.warn(f"echoseg: C kernel {name!r} unavailable ({reason}); using PyTorch's "
+                      "operators instead", RuntimeWarning, stacklevel=4)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _build(name: str) -> Path:

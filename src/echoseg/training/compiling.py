@@ -14,11 +14,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from echoseg.config import TrainConfig
+from echoseg.config import COMPILE_MODES, TrainConfig
 from echoseg.errors import ConfigError
 from echoseg.training.cuda_graph import check_cuda_graph, cuda_graph_problem
 
-COMPILE_MODES = ("auto", "none", "cuda-graph", "default", "reduce-overhead", "max-autotune")
+__all__ = ["COMPILE_MODES", "check_mode", "for_training", "resolve_mode"]
 
 
 def check_mode(mode: str) -> str:

@@ -31,11 +31,17 @@ def load_training_arrays(config: Config, run_dir: Path | None = None) -> Trainin
     dataset = open_dataset(config.data.root)
     splits = resolve_splits(dataset, split_file=config.data.split_file,
                             seed=config.data.split_seed)
+    source = _split_source(config, dataset)
+    where = f" in {source}" if source else ""
     for key in ("train_split", "val_split"):
         name = getattr(config.data, key)
         if name not in splits:
-            raise DataError(f"{dataset.root}: no split named '{name}' (data.{key}); "
+            raise DataError(f"{dataset.root}: no split named '{name}' (data.{key}){where}; "
                             f"available: {', '.join(sorted(splits))}")
+        if not splits[name]:
+            raise DataError(f"{dataset.root}: the split '{name}' (data.{key}) has no "
+                            f"patients{where}; training needs patients in both "
+                            f"'{config.data.train_split}' and '{config.data.val_split}'")
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         save_splits(splits, Path(run_dir) / "splits.json")
@@ -43,3 +49,8 @@ def load_training_arrays(config: Config, run_dir: Path | None = None) -> Trainin
     train = load_arrays(dataset.select(splits[config.data.train_split]), config.data.size, cache)
     val = load_arrays(dataset.select(splits[config.data.val_split]), config.data.size, cache)
     return TrainingArrays(train[0], train[1], val[0], val[1])
+
+
+def _split_source(config: Config, dataset) -> Path | None:
+    """The split file the splits come from, or None for a seeded split."""
+    return Path(config.data.split_file) if config.data.split_file else dataset.split_file

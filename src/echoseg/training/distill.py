@@ -12,16 +12,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from echoseg.errors import EchosegError
+
 
 class Teachers:
     """Frozen models on ``device`` whose mean softmax (N, C, H, W), fp32, is the soft target."""
 
-    def __init__(self, sources: list[str], device: torch.device, channels_last: bool) -> None:
+    def __init__(self, sources: list[str], device: torch.device, channels_last: bool,
+                 size: int | None = None) -> None:
+        """Load every teacher (EchosegError naming the one that does not load); with the run's
+        grid ``size``, also refuse a teacher whose depth cannot take that grid."""
         from echoseg.inference.loading import load_model
 
         self.models = []
         for source in sources:
             model = load_model(source).model.to(device).eval().requires_grad_(False)
+            factor = 2 ** (model.levels - 1)
+            if size is not None and size % factor:
+                raise EchosegError(f"{source}: this teacher (train.teachers) needs a grid "
+                                   f"divisible by {factor}; data.size={size} is not")
             if channels_last:
                 model = model.to(memory_format=torch.channels_last)
             self.models.append(model)

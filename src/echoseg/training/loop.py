@@ -31,6 +31,9 @@ from echoseg.training.distill import Teachers, soft_cross_entropy
 from echoseg.training.heap import keep_freed_memory
 from echoseg.training.optim import EarlyStopping, build_optimizer, build_scheduler, step_scheduler
 from echoseg.training.progress import TrainingProgress
+from echoseg.training.restore import load_optimizer, load_weights, restoring
+from echoseg.training.resuming import check_resume
+from echoseg.training.runfolder import run_folder
 
 READ_EVERY = 10
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss",
@@ -38,12 +41,11 @@ HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss",
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; ``cpu``/``cuda[:i]`` are taken as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise EchosegError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    """The device ``--device`` names: auto | cpu | cuda | cuda:N; ConfigError for any other
+    (see :func:`echoseg.devices.resolve_device`, which every command uses)."""
+    from echoseg.devices import resolve_device as resolve
+
+    return resolve(name)
 
 
 def prepare_device(device: torch.device, threads: int = 0) -> None:
@@ -101,10 +103,19 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
           quiet: bool = False) -> dict:
     """Train ``config`` into ``out_dir``; returns the last history row plus ``best_epoch``.
 
-    Raises EchosegError for bad data, an existing run without ``resume``, or a NaN loss (the
-    last good checkpoint is kept).
+    The run folder is created if needed, proved writable and locked for the whole run; a
+    start that fails before the first checkpoint leaves nothing behind (see runfolder.py).
+    With ``resume`` the config may extend train.epochs but not change what was trained (see
+    resuming.py). Raises EchosegError for bad data, an existing run without ``resume``, a
+    folder another process trains in, such a change, or a NaN loss (the last good checkpoint
+    is kept).
     """
-    out = Path(out_dir)
+    with run_folder(out_dir) as out:
+        return _train(config, out, resume=resume, device=device, quiet=quiet)
+
+
+def _train(config: Config, out: Path, *, resume: bool, device: str, quiet: bool) -> dict:
+    """The body of :func:`train`, in the prepared and locked run folder ``out``."""
     dev = resolve_device(device)
     swa.check_swa_epochs(config.train.swa_epochs, config.train.epochs)
     compiling.resolve_mode(config.train, dev)  # a mode error before anything is written
@@ -113,6 +124,9 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
         raise EchosegError(f"{out}: a run is already there; pass --resume or choose another --out")
     if resume and not (out / "last.pt").exists():
         raise EchosegError(f"{out}: nothing to resume (no last.pt)")
+    if resume:  # before anything is read or written: a refused resume changes nothing
+        trained = load_checkpoint(out / "last.pt")
+        check_resume(out, config, trained.get("config") or {}, _epochs_done(trained))
 
     torch.manual_seed(config.seed)
     arrays = load_training_arrays(config, out)
@@ -130,18 +144,23 @@ def train(config: Config, out_dir: str | Path, *, resume: bool = False, device: 
     teachers = Teachers(config.train.teachers, dev, cl) if config.train.teachers else None
 
     if resume:
-        state = load_checkpoint(out / "last.pt", map_location=dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        last = out / "last.pt"
+        state = load_checkpoint(last, map_location=dev, resume=True)
+        load_weights(model, state, last)
+        load_optimizer(optimizer, state["optimizer"], last)
         if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        stopper = EarlyStopping(**state["early_stopping"])
+            with restoring(last, "scheduler state"):
+                scheduler.load_state_dict(state["scheduler"])
+        with restoring(last, "early-stopping state"):
+            stopper = EarlyStopping(**state["early_stopping"])
         if average is not None and state.get("swa"):
-            average.load_state_dict(state["swa"])
-        history = [row for row in state["history"] if row["epoch"] != "swa"]
-        prov = {**state["provenance"],
-                "resumed": [*state["provenance"].get("resumed", []), provenance.now()]}
-        start_epoch = state["epoch"] + 1
+            with restoring(last, "weight average (swa)"):
+                average.load_state_dict(state["swa"])
+        with restoring(last, "history"):
+            history = [row for row in state["history"] if row["epoch"] != "swa"]
+            prov = {**state["provenance"],
+                    "resumed": [*state["provenance"].get("resumed", []), provenance.now()]}
+            start_epoch = state["epoch"] + 1
     atomic_write_text(out / "config.yaml", dump_config(config))
     atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2))
 
@@ -289,11 +308,13 @@ def _init_weights(model: torch.nn.Module, source: str) -> None:
     from echoseg.inference.loading import resolve_model_path
 
     path = resolve_model_path(source)
-    try:
-        model.load_state_dict(load_checkpoint(path)["model"])
-    except RuntimeError as exc:
-        raise EchosegError(f"{path}: its weights do not fit this model "
-                           f"({str(exc).splitlines()[0][:160]})") from None
+    load_weights(model, load_checkpoint(path), path)
+
+
+def _epochs_done(state: dict) -> int:
+    """The last epoch a checkpoint saved (0 when it does not say)."""
+    epoch = state.get("epoch")
+    return epoch if isinstance(epoch, int) else 0
 
 
 def _write_history(path: Path, history: list[dict]) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from echoseg.config import TrainConfig
+from echoseg.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 from echoseg.errors import ConfigError
 
 
@@ -27,7 +27,8 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.99, nesterov=True,
                                weight_decay=cfg.weight_decay)
-    raise ConfigError(f"train.optimizer: unknown '{cfg.optimizer}'; valid: adam, adamw, sgd")
+    raise ConfigError(f"train.optimizer: unknown value {cfg.optimizer!r}; "
+                      f"valid: {', '.join(OPTIMIZERS)}")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
@@ -41,7 +42,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig):
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, cfg.epochs), eta_min=cfg.min_lr)
-    raise ConfigError(f"train.scheduler: unknown '{cfg.scheduler}'; valid: none, plateau, cosine")
+    raise ConfigError(f"train.scheduler: unknown value {cfg.scheduler!r}; "
+                      f"valid: {', '.join(SCHEDULERS)}")
 
 
 def step_scheduler(scheduler, val_dice: float) -> None:
