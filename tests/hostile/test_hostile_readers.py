@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import zlib
 
 import numpy as np
@@ -322,3 +323,24 @@ def test_fifo_as_camus_info_or_metaimage_data(cli, hostile, camus2019, deadline)
     assert f"  {info}: cannot read Info cfg (not a regular file)" in result.out
     assert (f"  {patient / 'patient0001_4CH_ED.mhd'}: cannot read image (data file "
             "patient0001_4CH_ED.raw is not a regular file)") in result.out
+
+
+# --- file names and extreme values --------------------------------------------------------
+
+def test_nifti_under_a_non_utf8_name_is_one_line(cli, tiny_model, tmp_path):
+    """SimpleITK aborts the whole process on such a name: the file is refused before it."""
+    folder = tmp_path / "in"
+    good_pngs(folder, names=("a.png",))
+    write_image(folder / "b.nii.gz", gray_image())
+    os.rename(bytes(folder / "b.nii.gz"), bytes(folder) + b"/caf\xe9.nii.gz")
+    result = predict(cli, tiny_model, folder, out=tmp_path / "out")
+    line = assert_one_error(result, "caf", rc=1)
+    assert line.endswith("not UTF-8; rename the file")
+    assert [r["output"] for r in csv_rows(tmp_path / "out")] == ["a_seg.png"]
+
+
+def test_values_spanning_the_float64_range_scale_without_overflow():
+    image = np.array([[-1e308, 0.0], [1e308, 1e308]])
+    with np.errstate(all="raise"):
+        grid = image_to_grid(image, size=2)
+    assert grid.tolist() == [[0.0, 0.5], [1.0, 1.0]]

@@ -27,14 +27,21 @@ def image_to_grid(image: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     if image.dtype == np.uint8:
         x = image.astype(np.float32) * np.float32(1 / 255)
     else:
-        x = fill_non_finite(image)[0].astype(np.float32)
-        low, high = float(x.min()), float(x.max())
-        x = (x - low) / (high - low) if high > low else np.zeros_like(x)
+        x = minmax_scale(fill_non_finite(image)[0]).astype(np.float32)
     if x.shape != (size, size):
         shrink = size <= x.shape[0] and size <= x.shape[1]
         method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
         x = cv2.resize(x, (size, size), interpolation=method)
     return np.clip(x, 0.0, 1.0, out=x)
+
+
+def minmax_scale(image: np.ndarray) -> np.ndarray:
+    """Finite values scaled to [0, 1] by their minimum and maximum, as float64 (zeros for a
+    constant image). Works in halves, so that even values spanning the whole float64 range do
+    not overflow (halving is exact: ordinary images give the same numbers)."""
+    x = np.asarray(image, dtype=np.float64) / 2
+    low, high = float(x.min()), float(x.max())
+    return (x - low) / (high - low) if high > low else np.zeros_like(x)
 
 
 def fill_non_finite(image: np.ndarray) -> tuple[np.ndarray, int]:

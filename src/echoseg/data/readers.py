@@ -115,7 +115,7 @@ def write_image(path: Path | str, array: np.ndarray, spacing: Spacing = None) ->
     if spacing is not None:
         row, col = spacing
         image.SetSpacing((float(col), float(row)) + (1.0,) * (array.ndim - 2))
-    sitk.WriteImage(image, str(path), useCompression=ext == ".nii.gz")
+    sitk.WriteImage(image, _sitk_name(path, ValueError), useCompression=ext == ".nii.gz")
 
 
 def write_label_map(path: Path | str, array: np.ndarray, spacing: Spacing = None) -> None:
@@ -200,7 +200,7 @@ def _sitk_reader(path: Path, ext: str, decode: bool):
     if problem := _data_problem(path, ext, layout, decode):
         raise DataError(f"{path}: cannot read image ({problem})")
     reader = _sitk().ImageFileReader()
-    reader.SetFileName(str(path))
+    reader.SetFileName(_sitk_name(path, DataError))
     reader.ReadImageInformation()
     _check_itk_size(path, reader.GetSize())
     components = reader.GetNumberOfComponents()
@@ -208,6 +208,18 @@ def _sitk_reader(path: Path, ext: str, decode: bool):
         raise DataError(f"{path}: cannot read image ({components} components per pixel, "
                         f"expected 1 to {_MAX_COMPONENTS})")
     return reader
+
+
+def _sitk_name(path: Path, error: type[Exception]) -> str:
+    """``path`` as the UTF-8 string SimpleITK takes; raises ``error`` naming the file when the
+    name is not valid UTF-8 (SimpleITK would abort the whole process on it)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{path}: cannot read or write NIfTI/MetaImage under a file name that is "
+                    "not UTF-8; rename the file") from None
+    return name
 
 
 def _sitk():

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from echoseg.atomic import atomic_write_bytes  # noqa: E402
+from echoseg.data.preprocess import fill_non_finite, minmax_scale  # noqa: E402
 from echoseg.evaluation.grid import resize_labels  # noqa: E402
 from echoseg.labels import LA, LV, MYO, STRUCTURES  # noqa: E402
 
@@ -26,9 +27,7 @@ COLORS: dict[int, tuple[float, float, float]] = {LV: (1.0, 0.0, 0.0), MYO: (0.0,
 
 def _gray(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Image scaled to [0, 1] and brought to ``shape`` (nearest neighbour)."""
-    image = np.asarray(image, dtype=np.float64)
-    lo, hi = float(image.min()), float(image.max())
-    image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+    image = minmax_scale(fill_non_finite(np.asarray(image))[0])
     if image.shape != shape:  # display only: sample the nearest pixel centre
         rows = (np.arange(shape[0]) + 0.5) * image.shape[0] / shape[0]
         cols = (np.arange(shape[1]) + 0.5) * image.shape[1] / shape[1]
