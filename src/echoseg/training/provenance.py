@@ -16,7 +16,7 @@ PACKAGES = ("echoseg", "torch", "numpy", "scipy", "albumentations", "SimpleITK",
 def git_commit(repo: Path | None = None) -> str | None:
     """The git commit of the echoseg source tree (with ``-dirty`` if modified), or None.
 
-    ``ECHOSEG_GIT_COMMIT``, when set, wins: a tree copied to another machine (a GPU lease) may
+    ``ECHOSEG_GIT_COMMIT``, when set, wins: a tree copied to another machine (e.g. a rented GPU) may
     carry no ``.git`` or a stale one, so the caller names the commit it shipped.
     """
     if os.environ.get("ECHOSEG_GIT_COMMIT"):
