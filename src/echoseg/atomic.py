@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from echoseg.errors import EchosegError
+from echoseg.errors import EchosegError, plain_reason
 
 TMP_SUFFIX = ".tmp"
 # mkstemp/mkdtemp add 8 characters of [a-z0-9_]; ".<name>.snapshot.tmp" has the same shape
@@ -48,14 +48,13 @@ class WriteError(EchosegError, OSError):
 
 
 def failure_reason(exc: BaseException) -> str:
-    """A short one-line reason for ``exc``: an OSError's strerror, else the first line of its
-    message (at most 200 characters), else its type name."""
+    """A short one-line reason for ``exc``: an OSError's strerror, else
+    :func:`~echoseg.errors.plain_reason` of it."""
     if isinstance(exc, WriteError):
         return exc.reason
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
+    return plain_reason(exc)
 
 
 def atomic_write(path: Path | str, write: Callable[[BinaryIO], None],

@@ -264,6 +264,6 @@ def test_resume_from_a_checkpoint_that_does_not_fit(cli, samples_root, tmp_path,
     ("", "RuntimeError"),
 ])
 def test_foreign_messages_become_one_plain_line(message, expected):
-    from echoseg.training.restore import plain_reason
+    from echoseg.errors import plain_reason
 
     assert plain_reason(RuntimeError(message)) == expected

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from echoseg.atomic import failure_reason
 from echoseg.errors import DataError
 from echoseg.evaluation.writers import read_per_image_csv
 from echoseg.labels import STRUCTURES
@@ -73,8 +74,8 @@ def scoring_grid(folder: Path | str) -> tuple[str | int, str]:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:120]
-        raise DataError(f"{path}: not an evaluation's summary.json ({reason})") from None
+        raise DataError(f"{path}: not an evaluation's summary.json "
+                        f"({failure_reason(exc)})") from None
     if not isinstance(summary, dict) or not {"grid", "hausdorff_unit"} <= set(summary):
         raise DataError(f"{path}: not an evaluation's summary.json (no 'grid' and "
                         "'hausdorff_unit')")

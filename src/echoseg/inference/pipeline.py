@@ -124,9 +124,9 @@ class FilePredictor:
         try:
             labels = self.segmenter.predict_batch(frames, batch_size=self.batch_size)
         except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. out of GPU memory
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = failure_reason(exc)
             for p in pending:
-                self._fail(p.file, f"segmentation failed ({reason[:200]})")
+                self._fail(p.file, f"segmentation failed ({reason})")
             return
         per_frame = (time.perf_counter() - start) / len(frames)
         offset = 0

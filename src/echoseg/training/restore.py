@@ -20,10 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from echoseg.errors import EchosegError
-
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b")
-MAX_REASON = 200  # characters of a foreign error message quoted in ours
+from echoseg.errors import ANSI_ESCAPE, EchosegError, plain_reason, shorten
+from echoseg.errors import short_name as _name
 
 
 def load_weights(model: nn.Module, state: Mapping[str, Any], path: str | Path) -> None:
@@ -119,40 +117,6 @@ def entry_names(state: Mapping[Any, Any], limit: int = 10) -> str:
     names = [_name(k) for k in list(state)[:limit]]
     more = f" and {len(state) - limit} more" if len(state) > limit else ""
     return ", ".join(names) + more if names else "nothing"
-
-
-def plain_reason(exc: BaseException, limit: int = MAX_REASON) -> str:
-    """A foreign exception as one short plain line: no terminal escapes, whitespace collapsed,
-    a header line ending in ':' joined to its first detail, only the first sentence, and cut
-    at a word boundary (with '...') when longer than ``limit`` characters."""
-    if isinstance(exc, KeyError) and exc.args:
-        return f"no entry {_name(exc.args[0])}"
-    lines = [" ".join(line.split()) for line in ANSI_ESCAPE.sub("", str(exc)).splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        return type(exc).__name__
-    text = lines[0]
-    if text.endswith(":") and len(lines) > 1:
-        text = f"{text} {lines[1]}"
-    # the first sentence: torch appends paragraphs of advice after it
-    return shorten(re.split(r"(?<=[a-z)])\. ", text, maxsplit=1)[0].rstrip("."), limit)
-
-
-def shorten(text: str, limit: int = MAX_REASON) -> str:
-    """``text`` if it has at most ``limit`` characters, else cut at the last space before
-    the limit, without trailing punctuation, followed by '...'."""
-    if len(text) <= limit:
-        return text
-    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
-    return cut.rstrip(" ,;:.") + "..."
-
-
-def _name(key: Any) -> str:
-    """A tensor or entry name fit for a message (hostile names are long or hold newlines)."""
-    text = key if isinstance(key, str) else repr(key)
-    if len(text) > 100 or not text.isprintable():
-        return f"a {len(text)}-character name" if len(text) > 100 else repr(text)
-    return text
 
 
 def _config_difference(state: Mapping[str, Any], model: nn.Module) -> str:
