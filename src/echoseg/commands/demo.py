@@ -80,12 +80,12 @@ def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2
 
     from echoseg.data.dataset import open_dataset
     from echoseg.data.readers import read_image
+    from echoseg.devices import resolve_device
     from echoseg.evaluation.evaluate import evaluate_model
     from echoseg.evaluation.figures import case_figure
     from echoseg.inference import load_model
     from echoseg.inference.files import bundled_samples
     from echoseg.labels import STRUCTURES
-    from echoseg.training.loop import resolve_device
 
     started = time.perf_counter()
     samples = open_dataset(bundled_samples()).samples

@@ -57,7 +57,7 @@ def _load_model(args: argparse.Namespace):
     except ImportError as exc:
         raise EchosegError(f"model inference is not available in this version ({exc}); "
                            "score prediction files with --pred DIR") from None
-    from echoseg.training.loop import resolve_device
+    from echoseg.devices import resolve_device
 
     device = str(resolve_device(args.device))
     return load_model(args.model, device=device, postprocess=args.postprocess)

@@ -94,9 +94,9 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("nothing to segment among the inputs"
                         + (f" ({' and '.join(skipped)} skipped by name)" if skipped else ""))
 
+    from echoseg.devices import resolve_device
     from echoseg.inference import load_model
     from echoseg.inference.pipeline import FilePredictor
-    from echoseg.training.loop import resolve_device
 
     device = resolve_device(args.device)
     segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess)

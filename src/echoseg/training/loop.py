@@ -18,6 +18,7 @@ import torch
 from echoseg import native
 from echoseg.atomic import atomic_write_text
 from echoseg.config import Config, dump_config, to_dict
+from echoseg.devices import resolve_device
 from echoseg.errors import EchosegError
 from echoseg.labels import STRUCTURES
 from echoseg.losses import build_loss
@@ -38,14 +39,6 @@ from echoseg.training.runfolder import run_folder
 READ_EVERY = 10
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "val_loss",
                    *[f"val_dice_{n}" for n in STRUCTURES], "val_dice_mean", "lr"]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """The device ``--device`` names: auto | cpu | cuda | cuda:N; ConfigError for any other
-    (see :func:`echoseg.devices.resolve_device`, which every command uses)."""
-    from echoseg.devices import resolve_device as resolve
-
-    return resolve(name)
 
 
 def prepare_device(device: torch.device, threads: int = 0) -> None:
