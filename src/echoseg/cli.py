@@ -23,7 +23,9 @@ COMMANDS: dict[str, str] = {
     "compare": "Compare evaluations: Wilcoxon tests, boxplots, report.",
     "predict": "Segment images, volumes and sequences.",
     "bench": "Measure training or inference speed.",
+    "ablate": "Run an ablation study from a plan and write the paper's tables.",
     "demo": "Segment the bundled CAMUS samples and write a small report.",
+    "nnunet": "Export a dataset and its split for nnU-Net v2.",
 }
 
 

@@ -42,6 +42,8 @@ class DataConfig:
     split_seed: int = 0  # seeded 80/10/10 patient split when there is no split file
     train_split: str = "train"
     val_split: str = "val"
+    train_fraction: float = 1.0  # share of the training patients used, drawn with split_seed
+    views: list[str] = field(default_factory=list)  # only these views (e.g. [2CH]); [] = all
     cache_dir: str | None = None
 
 
@@ -106,18 +108,28 @@ class Config:
     postprocess: str = "cca"  # a spec of echoseg.postprocess, e.g. "cca+close:5"
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                updates: list[tuple[str, dict[str, Any]]] | None = None) -> Config:
     """Read a YAML config (with its ``base:`` chain) and apply ``key=value`` overrides.
 
     ``path`` may also be the name of a packaged config (e.g. ``"lightweight"`` or
-    ``"models/unet1"``). Returns a fully resolved and validated :class:`Config`; a ConfigError
-    names the file (or ``--set``) that holds a bad key or value.
+    ``"models/unet1"``). ``updates`` are ``(origin, {dotted key: value})`` pairs applied in
+    order after the overrides (an ablation plan's variants; ``origin`` names them in errors).
+    A top-level section given a text value (``model=models/unet2``) takes that section from
+    the named config file. Returns a fully resolved and validated :class:`Config`; a
+    ConfigError names the file (or ``--set``, or the origin) that holds a bad key or value.
     """
     origins: dict[str, str] = {}
     raw = _read_chain(resolve_config_path(path), (), origins) if path is not None else {}
     for item in overrides or []:
         _apply_override(raw, item, origins)
+    for origin, values in updates or []:
+        for key, value in values.items():
+            set_value(raw, str(key), value, origins, origin)
     return from_dict(raw, source=str(path) if path else "config", origins=origins)
+
+
+SECTIONS = ("data", "model", "loss", "augment", "train")
 
 
 def resolve_config_path(path: str | Path, relative_to: Path | None = None) -> Path:
@@ -235,16 +247,30 @@ def _apply_override(raw: dict, item: str, origins: dict[str, str]) -> None:
         value = yaml.safe_load(text) if text else None
     except yaml.YAMLError:
         value = text
-    node = raw
+    set_value(raw, key, value, origins, "--set", shown=f"--set {item}")
+
+
+def set_value(raw: dict, key: str, value: Any, origins: dict[str, str], origin: str,
+              shown: str | None = None) -> None:
+    """Set the dotted ``key`` of the nested config mapping ``raw`` to ``value``, recording
+    ``origin`` for its keys in ``origins``. A section name with a text value (``model:
+    models/unet2``) is replaced by that section of the named config file. Raises ConfigError
+    (prefixed by ``shown``, default ``origin``) when a part of the key is not a section."""
     parts = key.strip().split(".")
+    if len(parts) == 1 and parts[0] in SECTIONS and isinstance(value, str):
+        section = _read_chain(resolve_config_path(value), (), {}).get(parts[0])
+        if not isinstance(section, dict):
+            raise ConfigError(f"{shown or origin}: {value} has no '{parts[0]}' section")
+        value = section
+    node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {item}: '{part}' is not a section")
+            raise ConfigError(f"{shown or origin}: '{part}' is not a section")
     node[parts[-1]] = value
     key = ".".join(parts)
     origins.update(dict.fromkeys([key, *_keys(value, f"{key}.")] if isinstance(value, dict)
-                                 else [key], "--set"))
+                                 else [key], origin))
 
 
 def from_dict(raw: dict, source: str = "config", origins: dict[str, str] | None = None) -> Config:

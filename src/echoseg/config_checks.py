@@ -25,6 +25,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "seed": (*SEEDS, False),
     "data.size": (8, 4096, False),
     "data.split_seed": (*SEEDS, False),
+    "data.train_fraction": (0, 1, True),
     "model.negative_slope": (0, 1, False),
     "loss.ds_weight": (0, 1, False),
     "train.epochs": (1, math.inf, False),

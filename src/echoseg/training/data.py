@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,9 +47,39 @@ def load_training_arrays(config: Config, run_dir: Path | None = None) -> Trainin
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         save_splits(splits, Path(run_dir) / "splits.json")
     cache = config.data.cache_dir
-    train = load_arrays(dataset.select(splits[config.data.train_split]), config.data.size, cache)
-    val = load_arrays(dataset.select(splits[config.data.val_split]), config.data.size, cache)
+    train_patients = subset_patients(splits[config.data.train_split],
+                                     config.data.train_fraction, config.data.split_seed)
+    train_samples = of_views(dataset.select(train_patients), config.data.views, dataset.root)
+    val_samples = of_views(dataset.select(splits[config.data.val_split]), config.data.views,
+                           dataset.root)
+    train = load_arrays(train_samples, config.data.size, cache)
+    val = load_arrays(val_samples, config.data.size, cache)
     return TrainingArrays(train[0], train[1], val[0], val[1])
+
+
+def subset_patients(patients: list[str], fraction: float, seed: int) -> list[str]:
+    """``fraction`` (0, 1] of ``patients`` (at least one), drawn with ``seed``; sorted.
+
+    Nested for one seed: the patients of a smaller fraction are among those of a larger one."""
+    if fraction >= 1.0:
+        return sorted(patients)
+    order = sorted(patients)
+    random.Random(seed).shuffle(order)
+    return sorted(order[:max(1, round(len(order) * fraction))])
+
+
+def of_views(samples: list, views: list[str], root: Path | str) -> list:
+    """The samples whose view is one of ``views`` (all of them when ``views`` is empty).
+
+    Raises DataError naming ``root`` and the views it has when none is left."""
+    if not views:
+        return samples
+    kept = [s for s in samples if s.view in views]
+    if samples and not kept:
+        have = sorted({str(s.view) for s in samples})
+        raise DataError(f"{root}: no images of view {', '.join(views)} (data.views); "
+                        f"views here: {', '.join(have)}")
+    return kept
 
 
 def _split_source(config: Config, dataset) -> Path | None:

@@ -63,6 +63,33 @@ def cpu_model() -> str:
     return f"{platform.processor() or platform.machine()} CPU"
 
 
+SIMD_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI",
+              "avx512_bf16": "BF16", "amx_tile": "AMX", "asimd": "NEON"}
+
+
+def cpu_flags() -> list[str]:
+    """The vector-instruction flags of the CPU that decide kernel speed (AVX2, AVX-512, VNNI,
+    BF16, AMX, NEON), from /proc/cpuinfo; empty where it cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                return [name for flag, name in SIMD_FLAGS.items() if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def machine_description() -> str:
+    """One line naming the CPU, its vector flags and core count, e.g. 'AMD EPYC (AVX2 only;
+    no AVX-512), 2 cores'."""
+    flags = cpu_flags()
+    kind = ", ".join(flags) if flags else "flags unknown"
+    if "AVX2" in flags and "AVX-512" not in flags:
+        kind = "AVX2 only, no AVX-512"
+    return f"{cpu_model()} ({kind}), {os.cpu_count()} cores"
+
+
 def now() -> str:
     """The current UTC time as an ISO 8601 string (seconds)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

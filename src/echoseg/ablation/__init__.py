@@ -1,0 +1,1 @@
+"""The ablation study: plans, the keep rule, runs, executors, the driver and its report."""

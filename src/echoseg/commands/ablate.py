@@ -1,0 +1,175 @@
+"""`echoseg ablate PLAN`: run an ablation study and write its tables (see echoseg.ablation)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `echoseg ablate`."""
+    parser.add_argument("plan", help="plan YAML file or packaged plan (paper, nnunet, smoke)")
+    parser.add_argument("--data", help="dataset folder (overrides data.root)")
+    parser.add_argument("--out", help="study folder (default: ablation/<plan name>)")
+    parser.add_argument("--executor", default="local", help="local | ray")
+    parser.add_argument("--address", help="Ray cluster address (default: start Ray here)")
+    parser.add_argument("--cpus-per-run", type=int, default=1, help="CPUs of each Ray task")
+    parser.add_argument("--gpus-per-run", type=float, default=0, help="GPUs of each Ray task")
+    parser.add_argument("--resume", action="store_true", help="continue the study in --out; "
+                        "finished runs are reused, unfinished ones resume")
+    parser.add_argument("--seeds", type=int, metavar="K", help="train every variant with "
+                        "seeds 0..K-1 (default: the plan's seeds)")
+    parser.add_argument("--epochs", type=int, metavar="N", help="train.epochs of every run")
+    parser.add_argument("--train-fraction", type=float, metavar="F",
+                        help="train on this share of the training patients (seeded)")
+    parser.add_argument("--size", type=int, metavar="S", help="model grid S x S (data.size)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config value of every run")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--json", action="store_true", help="print results.json's decisions "
+                        "as one JSON object")
+
+
+def command_overrides(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """(config overrides of every run, the words describing a reduced study) from the
+    options; raises ConfigError for a value out of range."""
+    import yaml
+
+    from echoseg.errors import ConfigError
+
+    extra: dict = {}
+    reduced: list[str] = []
+    if args.epochs is not None:
+        extra["train.epochs"] = args.epochs
+        reduced.append(f"{args.epochs} epochs")
+    if args.size is not None:
+        extra["data.size"] = args.size
+        reduced.append(f"{args.size}×{args.size} grid")
+    if args.train_fraction is not None:
+        if not 0 < args.train_fraction <= 1:
+            raise ConfigError(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
+        extra["data.train_fraction"] = args.train_fraction
+        reduced.append(f"{args.train_fraction:g} of the training patients")
+    if args.seeds is not None and args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    for item in args.overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value, e.g. train.epochs=10")
+        key, text = item.split("=", 1)
+        try:
+            extra[key.strip()] = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            extra[key.strip()] = text
+        reduced.append(f"{key.strip()}={text}")
+    return extra, reduced
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the plan, run the study, write DIR/results.json, report.md and figures."""
+    from echoseg.ablation.executors import make_executor
+    from echoseg.ablation.plan import load_plan
+    from echoseg.ablation.study import Study
+    from echoseg.errors import EchosegError
+    from echoseg.evaluation.writers import json_text
+    from echoseg.outdir import prepare_output_dir
+    from echoseg.runlock import folder_lock
+
+    extra, reduced = command_overrides(args)
+    data_extra = {**extra, **({"data.root": args.data} if args.data else {})}
+    plan = load_plan(args.plan, data_extra)  # a bad plan fails before anything is written
+    seeds = list(range(args.seeds)) if args.seeds else plan.seeds
+    if args.seeds:
+        reduced.append(f"{args.seeds} seed{'s' if args.seeds > 1 else ''}")
+    out = Path(args.out) if args.out else Path("ablation") / plan.name
+    if (out / "results.json").exists() and not args.resume:
+        raise EchosegError(f"{out}: a study is already there; pass --resume to continue it "
+                           "(finished runs are reused) or choose another --out")
+    log = (lambda line: None) if args.quiet or args.json else \
+        (lambda line: print(line, file=sys.stderr, flush=True))
+    executor = make_executor(args.executor, address=args.address,
+                             cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    prepare_output_dir(out)
+    started = time.perf_counter()
+    try:
+        with folder_lock(out):
+            _write_inputs(plan, out, args.device)
+            study = Study(plan, out, executor, data=args.data, extra=extra, seeds=seeds,
+                          device=args.device, log=log)
+            results = study.run()
+            results["settings"] = _settings(args, plan, study, reduced, out,
+                                            time.perf_counter() - started)
+            _write_outputs(results, out)
+    finally:
+        executor.close()
+    if args.json:
+        print(json_text(_decisions(results)))
+    else:
+        final = results["final"]
+        print(f"study folder: {out} (report.md, results.json); final model: "
+              f"{final['label']}, diff {final['config_diff'] or '{}'}")
+    return 0
+
+
+def _write_inputs(plan, out: Path, device: str) -> None:
+    """DIR/plan.yaml (the plan as given) and DIR/provenance.json."""
+    from echoseg.atomic import atomic_write_text
+    from echoseg.evaluation.writers import json_text
+    from echoseg.training import provenance
+
+    atomic_write_text(out / "plan.yaml", plan.path.read_text(encoding="utf-8"))
+    record = {**provenance.collect(device, 0), "machine": provenance.machine_description()}
+    atomic_write_text(out / "provenance.json", json_text(record, indent=1) + "\n")
+
+
+def _settings(args, plan, study, reduced: list[str], out: Path, seconds: float) -> dict:
+    from echoseg import __version__
+    from echoseg.training import provenance
+
+    rule = plan.rule
+    return {
+        "command": "echoseg ablate " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["ablate"]
+                                                 else [args.plan]),
+        "reduced": ", ".join(reduced), "data": study.data, "out": str(out),
+        "split": plan.evaluation.split, "grid": plan.evaluation.grid, "seeds": study.seeds,
+        "rule": (f"keep when mean Dice is higher, at least one structure improves with "
+                 f"Wilcoxon p < {rule.alpha} on {' or '.join(rule.metrics)}, none gets "
+                 "significantly worse; the best mean Dice among those"),
+        "executor": args.executor, "machine": provenance.machine_description(),
+        "wall_seconds": seconds, "trainings": len(study.trained_seconds),
+        "version": __version__, "git_commit": provenance.git_commit(),
+        "date": provenance.now()[:10], "hausdorff_unit": _unit(study),
+    }
+
+
+def _unit(study) -> str:
+    import json
+
+    for path in sorted((study.out / "runs").glob("*/eval/*/summary.json"))[:1]:
+        return json.loads(path.read_text(encoding="utf-8")).get("hausdorff_unit", "px")
+    return "px"
+
+
+def _write_outputs(results: dict, out: Path) -> None:
+    from echoseg.ablation.report import render, write_figures
+    from echoseg.atomic import atomic_write_text
+    from echoseg.evaluation.writers import json_text
+
+    results["figures"] = write_figures(results, out)
+    atomic_write_text(out / "results.json", json_text(results, indent=1) + "\n")
+    atomic_write_text(out / "report.md", render(results))
+
+
+def _decisions(results: dict) -> dict:
+    """The compact form --json prints: per step the variants' mean Dice and decisions."""
+    steps = [{"name": s["name"], "kept": s["kept"],
+              "variants": [{"name": v["name"], "dice_mean": (v["metrics"] or {}).get(
+                  "dice_mean", {}).get("mean"), "decision": v["decision"].get(
+                  "conclusion") or v["decision"]["reason"]} for v in s["variants"]]}
+             for s in results["steps"]]
+    return {"plan": results["plan"], "strategy": results["strategy"], "steps": steps,
+            "final": {"label": results["final"]["label"],
+                      "config_diff": results["final"]["config_diff"]},
+            "settings": results["settings"]}
