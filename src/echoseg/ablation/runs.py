@@ -92,7 +92,7 @@ def execute_job(job: Job, threads: int = 0) -> dict:
     """Do what ``job`` still needs; returns {"key", "trained" (seconds, or None when it was
     done before), "evaluated" (count), "error" (a one-line reason, or None)}. Never raises
     for bad data, a NaN loss or a broken run: the study records the error and goes on."""
-    from echoseg.errors import EchosegError
+    from echoseg.errors import EchosegError, plain_reason
 
     result: dict[str, Any] = {"key": job.key, "trained": None, "evaluated": 0, "error": None}
     try:
@@ -106,6 +106,8 @@ def execute_job(job: Job, threads: int = 0) -> dict:
             result["evaluated"] = len(evals)
     except EchosegError as exc:
         result["error"] = str(exc)
+    except (RuntimeError, ValueError, MemoryError) as exc:  # e.g. a model too deep for the grid
+        result["error"] = f"{type(exc).__name__}: {plain_reason(exc)}"
     return result
 
 
