@@ -63,6 +63,8 @@ def render(results: dict) -> str:
     """The report.md text of a study's ``results`` (as written to results.json)."""
     s = results["settings"]
     lines = [f"# Ablation study: {results['plan']} ({results['strategy']})", ""]
+    if results.get("status", "complete") != "complete":
+        lines += [f"**Incomplete**: {results['status']}; `--resume` continues it.", ""]
     if s.get("reduced"):
         lines.append(f"**Reduced study**: {s['reduced']}. Its figures are not the paper's "
                      "settings; read them as a cheap rehearsal of the procedure.")

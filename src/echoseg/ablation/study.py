@@ -67,10 +67,11 @@ class Study:
 
     def __init__(self, plan: Plan, out: Path, executor, *, data: str | None,
                  extra: dict[str, Any], seeds: list[int], device: str = "auto",
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print,
+                 on_step: Callable[[dict], None] | None = None) -> None:
         self.plan, self.out, self.executor = plan, Path(out), executor
         self.extra = {**extra, **({"data.root": data} if data else {})}
-        self.seeds, self.device, self.log = seeds, device, log
+        self.seeds, self.device, self.log, self.on_step = seeds, device, log, on_step
         base = plan.resolve(plan.start, "start", self.extra)
         if not base.data.root:
             raise EchosegError("no dataset: pass --data DATA (or set data.root in the plan)")
@@ -182,13 +183,23 @@ class Study:
             if plan.strategy == "greedy" and record["kept"] is not None:
                 best = next(o for o in found if o.name == record["kept"])
                 current_name = f"{step.name}: {best.name}"
+            if self.on_step and number < len(plan.steps):
+                final = best if plan.strategy == "greedy" else start
+                self.on_step(self._results(steps, start, final, current_name,
+                                           f"stopped after step {number} of {len(plan.steps)}"))
         final = best if plan.strategy == "greedy" else start
-        results = {"plan": plan.name, "strategy": plan.strategy, "steps": steps,
-                   "start": start.record(), "final": {**final.record(), "label": current_name}}
+        results = self._results(steps, start, final, current_name, "complete")
         results["baselines"] = self._baselines(final)
         results["final_split"] = self._final_split(final)
         results["cross"] = self._cross(final if plan.cross_model == "final" else None)
         return results
+
+    def _results(self, steps: list[dict], start: Outcome, final: Outcome, label: str,
+                 status: str) -> dict:
+        return {"plan": self.plan.name, "strategy": self.plan.strategy, "status": status,
+                "steps": list(steps), "start": start.record(),
+                "final": {**final.record(), "label": label}, "baselines": [],
+                "final_split": None, "cross": None}
 
     def _decide_step(self, step, reference: Outcome, found: list[Outcome]) -> dict:
         rule, loo = self.plan.rule, self.plan.strategy == "leave-one-out"

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds:
         reduced.append(f"{args.seeds} seed{'s' if args.seeds > 1 else ''}")
     out = Path(args.out) if args.out else Path("ablation") / plan.name
-    if (out / "results.json").exists() and not args.resume:
+    if (out / "plan.yaml").exists() and not args.resume:
         raise EchosegError(f"{out}: a study is already there; pass --resume to continue it "
                            "(finished runs are reused) or choose another --out")
     log = (lambda line: None) if args.quiet or args.json else \
@@ -96,8 +96,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with folder_lock(out):
             _write_inputs(plan, out, args.device)
+            def partial(results: dict) -> None:  # a killed study still leaves its tables
+                results["settings"] = _settings(args, plan, study, reduced, out,
+                                                time.perf_counter() - started)
+                _write_outputs(results, out, figures=False)
+
             study = Study(plan, out, executor, data=args.data, extra=extra, seeds=seeds,
-                          device=args.device, log=log)
+                          device=args.device, log=log, on_step=partial)
             results = study.run()
             results["settings"] = _settings(args, plan, study, reduced, out,
                                             time.perf_counter() - started)
@@ -152,12 +157,12 @@ def _unit(study) -> str:
     return "px"
 
 
-def _write_outputs(results: dict, out: Path) -> None:
+def _write_outputs(results: dict, out: Path, figures: bool = True) -> None:
     from echoseg.ablation.report import render, write_figures
     from echoseg.atomic import atomic_write_text
     from echoseg.evaluation.writers import json_text
 
-    results["figures"] = write_figures(results, out)
+    results["figures"] = write_figures(results, out) if figures else {}
     atomic_write_text(out / "results.json", json_text(results, indent=1) + "\n")
     atomic_write_text(out / "report.md", render(results))
 
