@@ -119,4 +119,6 @@ def test_the_stage_3_recipe_of_the_bundled_weights_is_its_recorded_config():
     # keys added after the weights were trained must resolve to their defaults
     newer = {k: cfg["train"].pop(k) for k in set(cfg["train"]) - set(recorded["train"])}
     assert newer == {"compile": "auto"}  # none on the CPU, as the weights were trained
+    newer = {k: cfg["data"].pop(k) for k in set(cfg["data"]) - set(recorded["data"])}
+    assert newer == {"train_fraction": 1.0, "views": []}  # every training patient and view
     assert cfg == recorded
