@@ -111,7 +111,7 @@ def test_seeds_and_leave_one_out(samples_root, tmp_path, capsys):
     plan = tmp_path / "loo.yaml"
     plan.write_text(TINY + textwrap.dedent("""\
         strategy: leave-one-out
-        start: {model.norm: batch, postprocess: cca}
+        start: {model.norm: batch, postprocess: cca, model.deep_supervision: true}
         steps:
           - name: components
             table: X
@@ -127,7 +127,7 @@ def test_seeds_and_leave_one_out(samples_root, tmp_path, capsys):
     assert results["settings"]["reduced"] == "2 epochs, 2 seeds"
     step = results["steps"][0]
     assert step["kept"] is None and results["final"]["config_diff"] == {
-        "model.norm": "batch", "postprocess": "cca"}
+        "model.norm": "batch", "postprocess": "cca", "model.deep_supervision": True}
     for v in step["variants"]:
         assert v["metrics"]["seeds"] == 2 and len(v["runs"]) == 2
         assert v["decision"]["conclusion"] in ("removing it helps", "the component helps",
@@ -138,7 +138,8 @@ def test_seeds_and_leave_one_out(samples_root, tmp_path, capsys):
     assert report.startswith("# Ablation study: loo (leave-one-out)\n\n**Reduced study**: "
                              "2 epochs, 2 seeds.")
     assert "## Table X: components" in report and "Leave-one-out" in report
-    assert (out / "fig2_deep_supervision.png").is_file() is False  # U-Net 1: no DS
+    assert (out / "fig2_deep_supervision.png").is_file()  # the full model has deep supervision
+    assert "Fig. 2: decoder outputs" in report
 
 
 def without_la(source, target):
