@@ -60,9 +60,14 @@ def test_smoke_plan_writes_the_study_and_resume_trains_nothing(samples_root, tmp
     assert json.loads((out / "provenance.json").read_text())["packages"]["torch"]
 
     before = checkpoints(out)
-    assert ablate(out, "--resume", data=samples_root) == 0
-    assert trainings(capsys.readouterr().err) == 0
-    assert checkpoints(out) == before
+    assert ablate(out, "--resume", "--json", data=samples_root) == 0
+    printed = capsys.readouterr()
+    assert checkpoints(out) == before and printed.err == ""
+    decisions = json.loads(printed.out)
+    assert [s["name"] for s in decisions["steps"]] == ["normalization", "post-processing"]
+    assert decisions["steps"][0]["variants"][0]["decision"] == \
+        results["steps"][0]["variants"][0]["decision"]["reason"]
+    assert decisions["final"]["config_diff"] == results["final"]["config_diff"]
 
     assert ablate(out, data=samples_root) == 2
     assert "a study is already there; pass --resume" in capsys.readouterr().err
