@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[dev,export,ray]"
+	$(BIN)/pip install -e ".[dev,export,ray,openvino]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "ablate": "Run an ablation study from a plan and write the paper's tables.",
     "demo": "Segment the bundled CAMUS samples and write a small report.",
     "nnunet": "Export a dataset and its split for nnU-Net v2.",
+    "export": "Write a model as ONNX or OpenVINO IR (fp32 or int8), checked on real images.",
 }
 
 

@@ -86,6 +86,9 @@ def _model_or_preset(name: str, overrides: list[str]):
     path = Path(name)
     is_config = path.suffix in (".yaml", ".yml")
     if not is_config and (name in bundled_models() or path.is_dir() or path.is_file()):
+        if path.suffix.lower() in (".onnx", ".xml"):
+            raise ConfigError(f"{name}: bench times PyTorch models; give the checkpoint or "
+                              "bundled name it was exported from")
         seg = load_model(name)
         return seg.model, seg.config
     try:

@@ -16,11 +16,15 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg demo`."""
+    from echoseg.inference.runtimes import RUNTIME_HELP
+
     parser.add_argument("--out", default="demo_out", metavar="DIR",
                         help="output folder (default demo_out/)")
     parser.add_argument("--model", default="lightweight",
-                        help="bundled model name, run folder or checkpoint (default lightweight)")
+                        help="bundled model name, run folder, checkpoint or exported .onnx/.xml "
+                        "file (default lightweight)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
+    parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
 
 
 def _check_model(name: str) -> None:
@@ -66,8 +70,12 @@ def _recorded_validation(model: str):
         return None
 
 
-def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2) -> dict:
+def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2,
+                    runtime: str = "auto") -> dict:
     """Segment and score the bundled samples, draw one figure each; returns the report dict.
+
+    ``runtime`` (auto, torch, onnxruntime, openvino) runs the network; the report's
+    ``inference.runtime`` says which one did.
 
     Dice per structure (both empty -> 1) is computed at the samples' native 224x224 grid by
     ``echoseg.evaluation``; ``ms_per_frame`` is the median time of ``predict`` on one image
@@ -90,7 +98,7 @@ def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2
     started = time.perf_counter()
     samples = open_dataset(bundled_samples()).samples
     torch_device = resolve_device(device)
-    segmenter = load_model(model, device=str(torch_device))
+    segmenter = load_model(model, device=str(torch_device), runtime=runtime)
     warm = [read_image(s.image_path)[0] for s in samples[:warmup]]
     for image in warm:
         segmenter.predict(image)
@@ -120,7 +128,8 @@ def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2
         "anatomical_outliers": [im["id"] for im in images if im["anatomical_outlier"]],
         "inference": {"ms_per_frame": 1000 * statistics.median(times),
                       "batch_size": 1, "warmup": warmup,
-                      "frames": len(times), "device": str(torch_device),
+                      "frames": len(times), "device": str(segmenter.device),
+                      "runtime": segmenter.runtime,
                       "threads": torch.get_num_threads()},
         "recorded_validation": _recorded_validation(model),
         "images": images,
@@ -153,7 +162,8 @@ def report_markdown(report: dict) -> str:
     lines += [
         "", f"Anatomical outliers: {len(outliers)} / {report['n_images']}"
         + (f" ({', '.join(outliers)})" if outliers else ""), "",
-        f"Inference on this machine ({timing['device']}, {timing['threads']} threads, batch 1, "
+        f"Inference on this machine ({timing.get('runtime', 'torch')} on {timing['device']}, "
+        f"{timing['threads']} threads, batch 1, "
         f"median over {timing['frames']} frames after {timing['warmup']} warm-up calls): "
         f"{timing['ms_per_frame']:.1f} ms/frame end to end (resampling, network, "
         "post-processing; `echoseg bench` times the network alone).", "",
@@ -178,7 +188,8 @@ def _print_summary(report: dict, out: Path) -> None:
     shown = ", ".join(outliers[:4]) + (", ..." if len(outliers) > 4 else "")
     lines = [
         f"echoseg demo: {report['model']} on {report['n_images']} bundled CAMUS validation "
-        f"images ({report['n_patients']} patients), device {timing['device']}",
+        f"images ({report['n_patients']} patients), device {timing['device']}, runtime "
+        f"{timing.get('runtime', 'torch')}",
         "Mean Dice: " + ", ".join(f"{s} {v:.3f}" for s, v in means.items()),
         f"Anatomical outliers: {len(outliers)} / {report['n_images']}"
         + (f" ({shown})" if outliers else ""),
@@ -197,12 +208,15 @@ def _print_summary(report: dict, out: Path) -> None:
 @removes_unused_output_dirs
 def run(args: argparse.Namespace) -> int:
     """Check the model is there, segment and score the samples, write the report; returns 0."""
+    from echoseg.devices import resolve_device
     from echoseg.evaluation.writers import summary_json, write_text
+    from echoseg.inference.runtimes import resolve_runtime
 
     _check_model(args.model)
+    resolve_runtime(args.runtime, resolve_device(args.device))  # fails before any work
     out = Path(args.out)
     prepare_output_dir(out)  # a bad --out fails before the work, not after it
-    report = segment_samples(args.model, out, device=args.device)
+    report = segment_samples(args.model, out, device=args.device, runtime=args.runtime)
     write_text(out / "report.json", summary_json(report))
     write_text(out / "report.md", report_markdown(report))
     _print_summary(report, out)

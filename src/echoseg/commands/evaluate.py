@@ -10,8 +10,10 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg evaluate`."""
-    parser.add_argument("model", nargs="?", help="bundled name, run folder or checkpoint "
-                        "(omit with --pred)")
+    from echoseg.inference.runtimes import RUNTIME_HELP
+
+    parser.add_argument("model", nargs="?", help="bundled name, run folder, checkpoint or "
+                        "exported .onnx/.xml file (omit with --pred)")
     parser.add_argument("--data", required=True, help="dataset folder holding the ground truth")
     parser.add_argument("--split", help="split to score (default: test)")
     parser.add_argument("--pred", metavar="DIR", help="score predicted label maps from DIR "
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw the N images with the lowest mean Dice into OUT/worst/")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
+    parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
 
 
@@ -49,6 +52,14 @@ def _samples(args: argparse.Namespace):
     return samples
 
 
+def _check_runtime(args: argparse.Namespace) -> None:
+    """Raise ConfigError (one line) for an unknown --runtime or one that is not installed."""
+    from echoseg.devices import resolve_device
+    from echoseg.inference.runtimes import resolve_runtime
+
+    resolve_runtime(args.runtime, resolve_device(args.device))
+
+
 def _load_model(args: argparse.Namespace):
     from echoseg.errors import EchosegError
 
@@ -60,7 +71,8 @@ def _load_model(args: argparse.Namespace):
     from echoseg.devices import resolve_device
 
     device = str(resolve_device(args.device))
-    return load_model(args.model, device=device, postprocess=args.postprocess)
+    return load_model(args.model, device=device, postprocess=args.postprocess,
+                      runtime=args.runtime)
 
 
 @removes_unused_output_dirs
@@ -81,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     if args.worst and not args.out:
         raise ConfigError("--worst needs --out DIR to write the figures into")
     parse_postprocess(args.postprocess)  # fail on a bad spec before reading any data
+    if args.model:
+        _check_runtime(args)
     grid = parse_grid(args.grid)
     if args.out:
         prepare_output_dir(args.out)  # a bad --out fails before the work, not after it
@@ -97,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             model.predict_batch, samples, batch_size=args.batch_size, grid=grid,
             prior_postprocess=getattr(model, "postprocess_spec", None) or args.postprocess
             or "none", model=str(getattr(model, "name", args.model)), worst=args.worst)
+        evaluation.summary["runtime"] = getattr(model, "runtime", None)
     markdown = summary_markdown(evaluation.summary)
     if args.out:
         write_evaluation(args.out, evaluation.rows, evaluation.summary, markdown)
@@ -115,6 +130,8 @@ def _write_decoder_figures(model, cases, out_dir: Path) -> None:
     """For a deep-supervision model, each worst case's decoder outputs (the paper's Fig. 2)."""
     from echoseg.evaluation.figures import deep_supervision_figure
 
+    if getattr(model, "model", None) is None:  # an exported model has the final output only
+        return
     for rank, case in enumerate(cases, start=1):
         logits = model.decoder_outputs(case.image)
         if len(logits) < 2:

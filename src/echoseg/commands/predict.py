@@ -17,7 +17,10 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg predict`."""
-    parser.add_argument("model", help="bundled name (e.g. lightweight), run folder or checkpoint")
+    from echoseg.inference.runtimes import RUNTIME_HELP
+
+    parser.add_argument("model", help="bundled name (e.g. lightweight), run folder, checkpoint "
+                        "or exported .onnx/.xml file")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="PNG/JPEG/TIFF images, NIfTI or MetaImage images or 2D+t "
                         "sequences, or folders of them (searched recursively; label maps *_gt.* "
@@ -29,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
                         help="frames per model call (default 8)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
+    parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar, notes or summary; errors are still printed")
 
@@ -74,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
     parse_postprocess(args.postprocess)  # a bad spec fails before any work
+    from echoseg.devices import resolve_device
+    from echoseg.inference.runtimes import resolve_runtime
+
+    device = resolve_device(args.device)
+    resolve_runtime(args.runtime, device)  # an unknown or missing runtime fails before any work
     out_dir = Path(args.out)
     prepare_output_dir(out_dir)  # a bad --out fails before any input is read
     found = find_inputs(args.inputs, exclude=out_dir)
@@ -94,12 +103,11 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("nothing to segment among the inputs"
                         + (f" ({' and '.join(skipped)} skipped by name)" if skipped else ""))
 
-    from echoseg.devices import resolve_device
     from echoseg.inference import load_model
     from echoseg.inference.pipeline import FilePredictor
 
-    device = resolve_device(args.device)
-    segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess)
+    segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess,
+                           runtime=args.runtime)
     reporter = _Reporter(len(found.files), args.quiet)
     predictor = FilePredictor(segmenter, out_dir, args.batch_size,
                               on_error=lambda line: reporter.line(f"echoseg: error: {line}"),
@@ -117,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         n_files = len(found.files) - len(predictor.failures)
         print(f"Segmented {len(predictor.rows)} frame{'s' * (len(predictor.rows) != 1)} from "
-              f"{n_files} file{'s' * (n_files != 1)} with {segmenter.name} ({device}) into "
+              f"{n_files} file{'s' * (n_files != 1)} with {segmenter.name} "
+              f"({segmenter.runtime} on {segmenter.device}) into "
               f"{out_dir}/ (table: {csv_path.name})" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0

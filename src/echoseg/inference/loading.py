@@ -1,15 +1,30 @@
-"""Find and load a model by bundled name, run folder or checkpoint file."""
+"""Find and load a model by bundled name, run folder, checkpoint or exported file, for any
+runtime."""
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import torch
+
 from echoseg.config import from_dict
-from echoseg.errors import EchosegError
+from echoseg.errors import ConfigError, EchosegError, plain_reason
+from echoseg.export.metadata import PREFIX, config_from_metadata, read_metadata
+from echoseg.inference.exported import cached_onnx, cached_openvino
+from echoseg.inference.runtimes import (
+    INSTALL_HINTS,
+    Backend,
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+    installed,
+    resolve_runtime,
+)
 from echoseg.inference.segmenter import Segmenter
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+EXPORTED_SUFFIXES = (".onnx", ".xml")  # ONNX, OpenVINO IR
 
 
 def bundled_models() -> dict[str, Path]:
@@ -18,7 +33,8 @@ def bundled_models() -> dict[str, Path]:
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:
-    """A bundled name, a run folder (its best.pt, else last.pt) or a checkpoint path -> file."""
+    """A bundled name, a run folder (its best.pt, else last.pt), a checkpoint path or an
+    exported .onnx / OpenVINO .xml file -> that file's path. Raises EchosegError otherwise."""
     bundled = bundled_models()
     if str(name_or_path) in bundled:
         return bundled[str(name_or_path)]
@@ -32,25 +48,56 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
         return path
     names = ", ".join(bundled) or "none"
     raise EchosegError(f"{name_or_path}: no such model (bundled models: {names}; "
-                       "or give a run folder or a .pt checkpoint)")
+                       "or give a run folder, a .pt checkpoint or an exported .onnx/.xml file)")
 
 
-def load_model(name_or_path: str | Path, device: str = "cpu",
-               postprocess: str | None = None) -> Segmenter:
+def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str | None = None,
+               runtime: str | None = None) -> Segmenter:
     """Load a model for inference; returns a :class:`Segmenter`.
+
+    ``name_or_path``: a bundled name, run folder, checkpoint, or an exported ``.onnx`` or
+    OpenVINO ``.xml`` file (its config, grid size, post-processing and name come from the
+    metadata inside). ``runtime``: one of ``echoseg.inference.runtimes.RUNTIMES``; None means
+    torch for PyTorch weights and auto for exported files. ONNX Runtime or OpenVINO on PyTorch
+    weights runs an export made once and cached (``echoseg.inference.exported``); with
+    ``auto``, a failing export falls back to PyTorch with a warning.
 
     Bundled weights are a plain state dict with the config in a JSON file beside them
     (``<name>.json``, key ``config``); checkpoints carry their config inside. Raises
     EchosegError naming the file for a checkpoint, sidecar or config that is broken, and for
-    weights that do not fit the model their config describes.
+    weights that do not fit the model their config describes; ConfigError (one line) for a
+    runtime that is unknown, not installed or cannot run this kind of file.
     """
+    path = resolve_model_path(name_or_path)
+    if path.suffix.lower() in EXPORTED_SUFFIXES:
+        return load_exported(path, device, postprocess, runtime or "auto")
+    requested = runtime or "torch"
+    chosen = resolve_runtime(requested, device)
+    model, config = load_torch(path)
+    name = str(name_or_path) if str(name_or_path) in bundled_models() else str(path)
+    if chosen != "torch" and not (installed("onnx") and installed("onnxruntime")):
+        if requested != "auto":
+            raise ConfigError(f"--runtime {chosen} needs ONNX to export {name}: "
+                              f"{INSTALL_HINTS['onnxruntime']}")
+        chosen = "torch"
+    backend = None
+    if chosen != "torch":
+        try:
+            backend = exported_backend(model, config, name, chosen, device)
+        except EchosegError as exc:
+            if requested != "auto":
+                raise
+            warnings.warn(f"{exc}; running on PyTorch instead", stacklevel=2)
+    return Segmenter(model, config, name=name, device=device, postprocess=postprocess,
+                     backend=backend)
+
+
+def load_torch(path: Path):
+    """(model, config) of PyTorch weights at ``path`` (checkpoint or bundled state dict)."""
     from echoseg.models import build_model
     from echoseg.training.checkpoint import load_checkpoint
     from echoseg.training.restore import load_weights
 
-    path = resolve_model_path(name_or_path)
-    if path.suffix == ".onnx":
-        raise EchosegError(f"{path}: ONNX models are not supported yet")
     state = load_checkpoint(path)
     if state.get("config") is not None:
         config = from_dict(state["config"], source=str(path))
@@ -59,8 +106,70 @@ def load_model(name_or_path: str | Path, device: str = "cpu",
         config = from_dict(read_sidecar_config(path, meta), source=str(meta))
     model = build_model(config.model)
     load_weights(model, state, path)
-    name = str(name_or_path) if str(name_or_path) in bundled_models() else str(path)
-    return Segmenter(model, config, name=name, device=device, postprocess=postprocess)
+    return model, config
+
+
+def exported_backend(model, config, name: str, runtime: str, device: str) -> Backend:
+    """The ``runtime`` (onnxruntime or openvino) backend of a cached export of ``model``."""
+    if runtime == "openvino":
+        return open_backend(cached_openvino(model, config, name), runtime, device)
+    return open_backend(cached_onnx(model, config, name), runtime, device)
+
+
+def load_exported(path: Path, device: str, postprocess: str | None, runtime: str) -> Segmenter:
+    """A Segmenter for an exported ``.onnx`` or ``.xml`` file run by ``runtime`` (auto,
+    onnxruntime, openvino; OpenVINO reads both formats, ONNX Runtime only .onnx)."""
+    chosen = exported_runtime(path, runtime, device)
+    meta = read_metadata(path)
+    config = config_from_metadata(meta, str(path))
+    size = meta.get(f"{PREFIX}size")
+    if size is not None and size != str(config.data.size):
+        raise EchosegError(f"{path}: metadata says grid {size} but its config says "
+                           f"{config.data.size}")
+    backend = open_backend(path, chosen, device)
+    return Segmenter(None, config, name=meta.get(f"{PREFIX}name") or str(path), device=device,
+                     postprocess=postprocess or meta.get(f"{PREFIX}postprocess"),
+                     backend=backend)
+
+
+def exported_runtime(path: Path, runtime: str, device: str) -> str:
+    """The runtime to run the exported file ``path`` with when ``runtime`` was asked for.
+    ``auto``: OpenVINO for .xml; for .onnx, on the CPU OpenVINO else ONNX Runtime, on CUDA
+    the other way round (whichever is installed). Raises ConfigError (one line) otherwise."""
+    xml = path.suffix.lower() == ".xml"
+    if runtime == "torch":
+        raise ConfigError(f"{path}: an exported model cannot run with --runtime torch; use "
+                          "auto, onnxruntime or openvino")
+    if xml and runtime == "onnxruntime":
+        raise ConfigError(f"{path}: an OpenVINO .xml model cannot run with --runtime "
+                          "onnxruntime; use auto or openvino (or give the .onnx file)")
+    if runtime != "auto":
+        return resolve_runtime(runtime, device)
+    if xml:
+        if not installed("openvino"):
+            raise ConfigError(f"{path}: an OpenVINO model needs OpenVINO: "
+                              f"{INSTALL_HINTS['openvino']}")
+        return "openvino"
+    on_gpu = torch.device(device).type == "cuda"
+    for candidate in ("onnxruntime", "openvino") if on_gpu else ("openvino", "onnxruntime"):
+        if installed(candidate):
+            return candidate
+    raise ConfigError(f"{path}: an ONNX model needs ONNX Runtime or OpenVINO: "
+                      f"{INSTALL_HINTS['onnxruntime']} or {INSTALL_HINTS['openvino']}")
+
+
+def open_backend(path: Path, runtime: str, device: str) -> Backend:
+    """The onnxruntime or openvino backend for the model file ``path``; raises EchosegError
+    naming the file when the runtime cannot load it."""
+    try:
+        if runtime == "openvino":
+            return OpenVinoBackend(path)
+        return OnnxRuntimeBackend(path, device)
+    except EchosegError:
+        raise
+    except Exception as exc:  # each runtime raises its own types for a file it cannot load
+        raise EchosegError(f"{path}: {runtime} cannot load this model "
+                           f"({plain_reason(exc)})") from exc
 
 
 def read_sidecar_config(weights: Path, meta: Path) -> dict:

@@ -30,7 +30,7 @@ from echoseg.metrics import is_anatomical_outlier
 
 CSV_COLUMNS = ("input", "frame", "output",
                *(f"area_{s}_px" for s in STRUCTURES), *(f"area_{s}_mm2" for s in STRUCTURES),
-               "anatomically_plausible", "seconds", "note")
+               "anatomically_plausible", "seconds", "note", "runtime")
 
 
 def write_label_map_atomic(path: Path, labels: np.ndarray, spacing: Spacing) -> Path:
@@ -97,11 +97,11 @@ def write_outputs(out_dir: Path, key: str, ext: str, frames: list[np.ndarray],
 
 
 def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarray,
-              spacing: Spacing, seconds: float, note: str = "") -> dict:
+              spacing: Spacing, seconds: float, note: str = "", runtime: str = "") -> dict:
     """One CSV row: areas per structure in pixels and in mm² (None when the spacing is
-    unknown), anatomical plausibility (no CAMUS criterion fails), the seconds spent and a note
+    unknown), anatomical plausibility (no CAMUS criterion fails), the seconds spent, a note
     on what was done to the input ("" when nothing, e.g. "3 non-finite pixels set to the image
-    minimum")."""
+    minimum") and the runtime that ran the network (torch, onnxruntime, openvino)."""
     counts = np.bincount(labels.ravel(), minlength=len(STRUCTURES) + 1)
     row: dict = {"input": str(input_path), "frame": frame, "output": output}
     pixel_mm2 = spacing[0] * spacing[1] if spacing is not None else None
@@ -113,6 +113,7 @@ def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarra
     row["anatomically_plausible"] = not is_anatomical_outlier(labels)
     row["seconds"] = round(seconds, 6)
     row["note"] = note
+    row["runtime"] = runtime
     return row
 
 

@@ -149,5 +149,6 @@ class FilePredictor:
         output = relative_output(seg_path, self.out_dir)
         for t, lbl in enumerate(labels):
             self.rows.append(frame_row(file.path, t, output, lbl, loaded.spacing, seconds,
-                                       note=loaded.notes[t] if t < len(loaded.notes) else ""))
+                                       note=loaded.notes[t] if t < len(loaded.notes) else "",
+                                       runtime=getattr(self.segmenter, "runtime", "")))
         self.on_file(file.path)

@@ -9,6 +9,8 @@ import torch
 
 from echoseg.config import Config
 from echoseg.data.preprocess import image_to_grid, label_to_native
+from echoseg.errors import EchosegError
+from echoseg.inference.runtimes import Backend, TorchBackend
 from echoseg.postprocess import parse_postprocess
 
 
@@ -18,12 +20,24 @@ class Segmenter:
     ``predict(image)`` takes a 2D array of any size (uint8 or float) and returns a uint8 label
     map (0 background, 1 LV, 2 MYO, 3 LA) of the same size, post-processed with
     ``postprocess`` (default: the one in the model's config, e.g. ``cca``).
+
+    The network runs on ``backend`` (see ``echoseg.inference.runtimes``), by default PyTorch
+    running ``model`` on ``device``; ``runtime`` names it (torch, onnxruntime, openvino) and
+    ``device`` is where it runs. ``model`` is the PyTorch module when there is one (None for
+    an exported .onnx/.xml file); results are the same whatever the runtime, up to float noise.
     """
 
-    def __init__(self, model: torch.nn.Module, config: Config, name: str = "model",
-                 device: str | torch.device = "cpu", postprocess: str | None = None) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+    def __init__(self, model: torch.nn.Module | None, config: Config, name: str = "model",
+                 device: str | torch.device = "cpu", postprocess: str | None = None,
+                 backend: Backend | None = None) -> None:
+        if backend is None:
+            if model is None:
+                raise ValueError("Segmenter needs a model or a backend")
+            backend = TorchBackend(model, device)
+        self.backend = backend
+        self.runtime = backend.runtime
+        self.device = torch.device(backend.device)
+        self.model = model.to(self.device).eval() if model is not None else None
         self.config = config
         self.name = name
         self.size = config.data.size
@@ -46,25 +60,27 @@ class Segmenter:
                 results.append(label_to_native(lbl, np.asarray(im).shape[:2]))
         return results
 
-    @torch.no_grad()
     def predict_grid(self, grid: np.ndarray) -> np.ndarray:
         """Raw argmax label maps (N, S, S) uint8 for images already on the grid, float [0, 1]."""
-        return self.logits(grid).argmax(1).to(torch.uint8).cpu().numpy()
+        return self.logits(grid).argmax(1).to(torch.uint8).numpy()
 
-    @torch.no_grad()
     def logits(self, grid: np.ndarray) -> torch.Tensor:
-        """Final logits (N, 4, S, S) float32 for grid images (N, S, S) in [0, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(grid, dtype=np.float32)).unsqueeze(1)
-        return self.model(x.to(self.device)).float()
+        """Final logits (N, 4, S, S) float32 on the CPU for grid images (N, S, S) in [0, 1]."""
+        x = np.ascontiguousarray(grid, dtype=np.float32)[:, None]
+        return torch.from_numpy(self.backend(x))
 
     @torch.no_grad()
     def decoder_outputs(self, image: np.ndarray) -> list[np.ndarray]:
         """Logits (4, S, S) of every output head for one image, final head first.
 
         For a deep-supervision model these are the upscaled intermediate decoder segmentations
-        (the paper's Fig. 2); otherwise a one-element list.
+        (the paper's Fig. 2); otherwise a one-element list. Needs the PyTorch model: raises
+        EchosegError for an exported .onnx/.xml model (it has the final head only).
         """
+        if self.model is None:
+            raise EchosegError(f"{self.name}: decoder outputs need the PyTorch model (a "
+                               "checkpoint, run folder or bundled name); an exported model "
+                               "has the final output only")
         x = torch.from_numpy(image_to_grid(np.asarray(image), self.size)[None, None])
         outputs = self.model.forward_all(x.to(self.device))
         return [o[0].float().cpu().numpy() for o in outputs]
-
