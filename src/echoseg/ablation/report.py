@@ -116,8 +116,10 @@ def _table_vi(results: dict) -> list[str]:
                            *_metric_cells(ref), "", ""]))
         for v in step["variants"]:
             d = v.get("decision") or {}
-            verdict = d.get("conclusion") or ("**kept**" if v["name"] == step["kept"] else
-                                              "discarded")
+            verdict = d.get("conclusion") or (
+                "**kept**" if v["name"] == step["kept"] else
+                f"passes, but {step['kept']} has the higher mean Dice" if d.get("keep") else
+                "discarded")
             reason = d.get("reason", "")
             lines.append(_row([f"{step['name']}: {v['name']}", *_metric_cells(v),
                                _tests(d, "dice"), f"{verdict} ({reason})" if reason else verdict]))
