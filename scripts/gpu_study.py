@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     process = subprocess.Popen(command, start_new_session=True)
+    timed_out = False
     try:
         code = process.wait(timeout=args.minutes * 60)
     except subprocess.TimeoutExpired:
+        timed_out = True
         process.send_signal(signal.SIGINT)  # ablate stops; finished steps stay written
         try:
             code = process.wait(timeout=60)
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - start
     copied = _collect(study, out / "report")
     record = {"plan": args.plan, "budget_minutes": args.minutes, "wall_seconds": round(seconds),
-              "exit_code": code, "completed": code == 0, "gpu": _gpu(), "command": command,
+              "exit_code": code, "timed_out": timed_out,
+              "completed": code == 0 and not timed_out, "gpu": _gpu(), "command": command,
               "report_files": copied}
     (out / "gpu_study.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     print(f"gpu_study: exit {code} after {seconds / 60:.1f} min; report files: "
