@@ -228,16 +228,17 @@ def test_normal_predict_evaluate_and_train_print_no_warning(samples_root, tiny_m
 
 def test_info_bench_and_models_json_are_strict(samples_root, tiny_model, monkeypatch, cli):
     """Whatever a command's results hold (numpy numbers, infinities), its --json is strict."""
-    import echoseg.bench.timing
+    import echoseg.bench.inference
     import echoseg.models
 
     assert strict_json(cli("info", samples_root, "--json").out)["problems"] == []
-    monkeypatch.setattr(echoseg.bench.timing, "inference_latency",
-                        lambda *a, **k: {"ms_per_frame": np.float64(2.5), "fps": np.float32(400),
-                                         "frames": np.int64(3), "spread": math.inf})
-    bench = strict_json(cli("bench", tiny_model, "--device", "cpu", "--json").out)
-    assert bench[tiny_model]["fp32"] == {"ms_per_frame": 2.5, "fps": 400.0, "frames": 3,
-                                         "spread": None}
+    monkeypatch.setattr(echoseg.bench.inference, "time_calls",
+                        lambda call, device, repeats, warmup=3: [np.float64(math.inf)] * repeats)
+    bench = strict_json(cli("bench", tiny_model, "--device", "cpu", "--runtime", "torch",
+                            "--batch-sizes", "1", "--repeats", "2", "--json").out)
+    (row,) = bench["results"]
+    assert row["ms_per_frame_p50"] is None and row["ms_per_frame_p90"] is None
+    assert row["runtime"] == "torch" and row["batch"] == 1
     monkeypatch.setattr(echoseg.models, "list_presets", lambda: ["unet0"])
     monkeypatch.setattr(echoseg.models, "model_stats",
                         lambda config: {"params": np.int64(118488), "gflops": math.nan})

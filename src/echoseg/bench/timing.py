@@ -1,4 +1,4 @@
-"""Training throughput and inference latency of a model, measured on synthetic inputs."""
+"""Training throughput of a model on synthetic inputs (inference timing: bench/inference.py)."""
 
 from __future__ import annotations
 
@@ -86,28 +86,3 @@ def peak_memory_gb(device: torch.device) -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak * (1 if sys.platform == "darwin" else 1024) / 1e9  # bytes on macOS, KiB else
-
-
-@torch.no_grad()
-def inference_latency(model: torch.nn.Module, size: int, device: torch.device,
-                      batch_size: int = 1, repeats: int = 20, warmup: int = 3,
-                      amp: torch.dtype | None = None) -> dict:
-    """Milliseconds per frame of ``model`` on (batch_size, 1, size, size) inputs.
-
-    Returns ``ms_per_frame`` (median over repeats, divided by the batch size) and ``fps``.
-    """
-    model = model.to(device).eval()
-    x = torch.rand(batch_size, 1, size, size, device=device)
-    times = []
-    for i in range(warmup + repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            model(x)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    median = sorted(times)[len(times) // 2]
-    ms = 1000 * median / batch_size
-    return {"ms_per_frame": ms, "fps": 1000 / ms, "batch_size": batch_size, "size": size,
-            "device": str(device), "threads": torch.get_num_threads()}
