@@ -48,9 +48,10 @@ def resolve_runtime(name: str, device: str | torch.device = "cpu") -> str:
     torch, onnxruntime, openvino.
 
     ``auto`` is PyTorch on CUDA; on the CPU, OpenVINO when installed, else ONNX Runtime when
-    installed, else PyTorch. That order follows measurements on a 2-core AVX2 EPYC for the
-    lightweight model, per 256x256 frame in fp32: OpenVINO 75 ms, PyTorch 179 ms, ONNX Runtime
-    175 ms. An explicitly named runtime is returned as given. Raises ConfigError (one line) for
+    installed, else PyTorch. That order follows ``echoseg bench --runtime all`` on 2 cores of
+    an AMD EPYC Zen 4 (docs/performance.md): bundled lightweight model, 224², batch 1, fp32:
+    OpenVINO 16.8 ms, PyTorch 50.4 ms, ONNX Runtime 61.0 ms per frame.
+    An explicitly named runtime is returned as given. Raises ConfigError (one line) for
     an unknown name and for a named runtime that is not installed (saying how to install it).
     """
     text = str(name).strip()
