@@ -239,7 +239,9 @@ def _deep_merge(into: dict, new: dict) -> None:
             into[key] = value
 
 
-def _apply_override(raw: dict, item: str, origins: dict[str, str]) -> None:
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"key=value"`` -> (key, value parsed as a YAML scalar, else the text); ConfigError
+    for an item without ``=``."""
     if "=" not in item:
         raise ConfigError(f"--set {item}: expected key=value, e.g. train.epochs=10")
     key, text = item.split("=", 1)
@@ -247,6 +249,11 @@ def _apply_override(raw: dict, item: str, origins: dict[str, str]) -> None:
         value = yaml.safe_load(text) if text else None
     except yaml.YAMLError:
         value = text
+    return key.strip(), value
+
+
+def _apply_override(raw: dict, item: str, origins: dict[str, str]) -> None:
+    key, value = parse_override(item)
     set_value(raw, key, value, origins, "--set", shown=f"--set {item}")
 
 

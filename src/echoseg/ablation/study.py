@@ -124,7 +124,7 @@ class Study:
 
     def _run(self, jobs: list[Job]) -> dict[str, str]:
         """Run the jobs that still have work; returns {run key: error} for failed runs."""
-        todo = [j for j in jobs if j.pending()[0] or j.pending()[1]]
+        todo = [j for j in jobs if any(j.pending())]
         errors: dict[str, str] = {}
 
         def started(job: Job) -> None:
@@ -242,7 +242,7 @@ class Study:
         """Baseline (base config) and final model on the plan's final split, when the data
         has one with patients (else None: the report uses the selection split)."""
         split = self.plan.evaluation.final_split
-        if not split or not _has_split(self.data, split, final.full):
+        if not split or not self._has_split(split, final):
             return None
         target = Target("final", self.data, split)
         entries = [("baseline", {}, {}, f"{self.plan.path}: base"),
@@ -252,6 +252,18 @@ class Study:
         if not (base.error or fin.error):
             result["test"] = decide(base.table, fin.table, self.plan.rule)
         return result
+
+    def _has_split(self, split: str, final: Outcome) -> bool:
+        """Whether the study's data has patients in ``split``, split as the final model's
+        runs split it."""
+        from echoseg.ablation.runs import evaluation_samples
+        from echoseg.errors import DataError
+
+        config = to_dict(self.plan.resolve(final.full, "final", self.extra))
+        try:
+            return bool(evaluation_samples(self.data, [], split, config))
+        except DataError:
+            return False
 
     def _cross(self, final: Outcome | None) -> dict | None:
         datasets = self.plan.cross
@@ -271,15 +283,6 @@ class Study:
 
 def _target(d: CrossDataset, data: str, split: str) -> Target:
     return Target(d.name, d.root or data, d.split or split, tuple(d.views))
-
-
-def _has_split(root: str, split: str, full: dict) -> bool:
-    from echoseg.data.dataset import open_dataset
-    from echoseg.data.splits import resolve_splits
-
-    splits = resolve_splits(open_dataset(root), split_file=full.get("data.split_file"),
-                            seed=full.get("data.split_seed", 0))
-    return bool(splits.get(split))
 
 
 def read_table(eval_dirs: list[str]) -> dict[str, dict[str, float]]:

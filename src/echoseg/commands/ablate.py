@@ -36,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command_overrides(args: argparse.Namespace) -> tuple[dict, list[str]]:
     """(config overrides of every run, the words describing a reduced study) from the
     options; raises ConfigError for a value out of range."""
-    import yaml
-
+    from echoseg.config import parse_override
     from echoseg.errors import ConfigError
 
     extra: dict = {}
@@ -56,14 +55,9 @@ def command_overrides(args: argparse.Namespace) -> tuple[dict, list[str]]:
     if args.seeds is not None and args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     for item in args.overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item}: expected key=value, e.g. train.epochs=10")
-        key, text = item.split("=", 1)
-        try:
-            extra[key.strip()] = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
-            extra[key.strip()] = text
-        reduced.append(f"{key.strip()}={text}")
+        key, value = parse_override(item)
+        extra[key] = value
+        reduced.append(f"{key}={item.split('=', 1)[1]}")
     return extra, reduced
 
 
@@ -97,14 +91,14 @@ def run(args: argparse.Namespace) -> int:
         with folder_lock(out):
             _write_inputs(plan, out, args.device)
             def partial(results: dict) -> None:  # a killed study still leaves its tables
-                results["settings"] = _settings(args, plan, study, reduced, out,
+                results["settings"] = _settings(args, plan, study, results, reduced, out,
                                                 time.perf_counter() - started)
                 _write_outputs(results, out, figures=False)
 
             study = Study(plan, out, executor, data=args.data, extra=extra, seeds=seeds,
                           device=args.device, log=log, on_step=partial)
             results = study.run()
-            results["settings"] = _settings(args, plan, study, reduced, out,
+            results["settings"] = _settings(args, plan, study, results, reduced, out,
                                             time.perf_counter() - started)
             _write_outputs(results, out)
     finally:
@@ -129,7 +123,8 @@ def _write_inputs(plan, out: Path, device: str) -> None:
     atomic_write_text(out / "provenance.json", json_text(record, indent=1) + "\n")
 
 
-def _settings(args, plan, study, reduced: list[str], out: Path, seconds: float) -> dict:
+def _settings(args, plan, study, results: dict, reduced: list[str], out: Path,
+              seconds: float) -> dict:
     from echoseg import __version__
     from echoseg.training import provenance
 
@@ -145,16 +140,9 @@ def _settings(args, plan, study, reduced: list[str], out: Path, seconds: float) 
         "executor": args.executor, "machine": provenance.machine_description(),
         "wall_seconds": seconds, "trainings": len(study.trained_seconds),
         "version": __version__, "git_commit": provenance.git_commit(),
-        "date": provenance.now()[:10], "hausdorff_unit": _unit(study),
+        "date": provenance.now()[:10],
+        "hausdorff_unit": results["start"]["metrics"].get("hausdorff_unit") or "px",
     }
-
-
-def _unit(study) -> str:
-    import json
-
-    for path in sorted((study.out / "runs").glob("*/eval/*/summary.json"))[:1]:
-        return json.loads(path.read_text(encoding="utf-8")).get("hausdorff_unit", "px")
-    return "px"
 
 
 def _write_outputs(results: dict, out: Path, figures: bool = True) -> None:

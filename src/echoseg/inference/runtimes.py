@@ -93,18 +93,19 @@ class TorchBackend:
 class OnnxRuntimeBackend:
     """An ONNX file run by ONNX Runtime: on CUDA when ``device`` is a GPU and this
     onnxruntime has the CUDA provider (onnxruntime-gpu), else on the CPU with
-    ``torch.get_num_threads()`` intra-op threads."""
+    ``threads`` intra-op threads (0: ``torch.get_num_threads()``)."""
 
     runtime = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu",
+                 threads: int = 0) -> None:
         require("onnxruntime")
         import onnxruntime as ort
         import torch
 
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: ORT warns about unused initializers
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         providers: list = ["CPUExecutionProvider"]
         self.device = "cpu"
@@ -128,13 +129,13 @@ class OnnxRuntimeBackend:
 
 class OpenVinoBackend:
     """An OpenVINO IR ``.xml`` (or ONNX) file compiled for the CPU with the latency hint, in
-    fp32 (no bf16 on CPUs that have it, so labels match the other runtimes) and
-    ``torch.get_num_threads()`` threads. Always on the CPU, whatever ``--device``."""
+    fp32 (no bf16 on CPUs that have it, so labels match the other runtimes) and ``threads``
+    threads (0: ``torch.get_num_threads()``). Always on the CPU, whatever ``--device``."""
 
     runtime = "openvino"
     device = "cpu"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, threads: int = 0) -> None:
         require("openvino")
         import openvino as ov
         import openvino.properties.hint as hints
@@ -142,7 +143,7 @@ class OpenVinoBackend:
 
         config = {hints.performance_mode: hints.PerformanceMode.LATENCY,
                   hints.inference_precision: ov.Type.f32,
-                  "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self.request = self.compiled.create_infer_request()
 
