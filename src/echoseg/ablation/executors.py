@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 from echoseg.ablation.runs import Job, execute_job
 from echoseg.errors import ConfigError
+from echoseg.ray_cluster import import_ray, start_ray
 
 EXECUTORS = ("local", "ray")
-RAY_HINT = "install it with: pip install 'echoseg[ray]'"
 
 
 class LocalExecutor:
@@ -41,19 +41,11 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cpus_per_run: int = 1,
                  gpus_per_run: float = 0, num_cpus: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(f"--executor ray needs Ray, which is not installed; "
-                              f"{RAY_HINT}") from None
+        ray = import_ray()
         if cpus_per_run < 1 or gpus_per_run < 0:
             raise ConfigError("--cpus-per-run must be >= 1 and --gpus-per-run >= 0")
         self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            options = {"address": address} if address else {"num_cpus": num_cpus}
-            ray.init(**options, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+        self._started = start_ray(ray, address, num_cpus)
         self._task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
                                 max_retries=0)(execute_job)
         self._threads = cpus_per_run

@@ -33,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per model call (default 8)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
+    parser.add_argument("--executor", default="local", choices=("local", "ray"),
+                        help="local (this process) or ray: files spread over Ray actors, one "
+                        "model load each, writing into --out (needs echoseg[ray]; on a "
+                        "cluster --out must be on a filesystem every node sees)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="Ray cluster to join (default: start a local Ray instance)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="Ray actors (default: cluster CPUs / --cpus-per-worker)")
+    parser.add_argument("--cpus-per-worker", type=int, default=1, metavar="N",
+                        help="CPUs (inference threads) per Ray actor (default 1)")
+    parser.add_argument("--files-per-task", type=int, default=8, metavar="N",
+                        help="files a Ray actor takes at a time (default 8)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar, notes or summary; errors are still printed")
 
@@ -81,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     from echoseg.devices import resolve_device
     from echoseg.inference.runtimes import resolve_runtime
 
+    if args.executor == "ray":
+        from echoseg.ray_cluster import import_ray
+
+        import_ray()  # a missing extra fails before any work
     device = resolve_device(args.device)
     resolve_runtime(args.runtime, device)  # an unknown or missing runtime fails before any work
     out_dir = Path(args.out)
@@ -103,29 +119,53 @@ def run(args: argparse.Namespace) -> int:
         raise DataError("nothing to segment among the inputs"
                         + (f" ({' and '.join(skipped)} skipped by name)" if skipped else ""))
 
-    from echoseg.inference import load_model
-    from echoseg.inference.pipeline import FilePredictor
-
-    segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess,
-                           runtime=args.runtime)
     reporter = _Reporter(len(found.files), args.quiet)
-    predictor = FilePredictor(segmenter, out_dir, args.batch_size,
-                              on_error=lambda line: reporter.line(f"echoseg: error: {line}"),
-                              on_file=reporter.advance)
-    try:
-        with reporter.progress:
-            predictor.run(found.files)
-    finally:
-        csv_path = predictor.write_csv()  # also after an interrupt: rows for what was written
-    failed = len(found.problems) + len(predictor.failures)
+    on_error = lambda line: reporter.line(f"echoseg: error: {line}")  # noqa: E731
+    if args.executor == "ray":
+        rows, failures, (name, runtime, where) = _predict_on_ray(args, device, found.files,
+                                                                  out_dir, reporter, on_error)
+        from echoseg.evaluation.writers import per_image_csv, write_text
+        from echoseg.inference.pipeline import CSV_NAME
+
+        csv_path = write_text(out_dir / CSV_NAME, per_image_csv(rows)) if rows else None
+    else:
+        from echoseg.inference import load_model
+        from echoseg.inference.pipeline import FilePredictor
+
+        segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess,
+                               runtime=args.runtime)
+        name, runtime, where = segmenter.name, segmenter.runtime, segmenter.device
+        predictor = FilePredictor(segmenter, out_dir, args.batch_size, on_error=on_error,
+                                  on_file=reporter.advance)
+        try:
+            with reporter.progress:
+                predictor.run(found.files)
+        finally:
+            csv_path = predictor.write_csv()  # also after an interrupt: rows for what was written
+        rows, failures = predictor.rows, predictor.failures
+    failed = len(found.problems) + len(failures)
     if csv_path is None:
         print(f"echoseg: error: nothing could be segmented ({failed} input"
               f"{'s' * (failed != 1)} failed)", file=sys.stderr)
         return 2
     if not args.quiet:
-        n_files = len(found.files) - len(predictor.failures)
-        print(f"Segmented {len(predictor.rows)} frame{'s' * (len(predictor.rows) != 1)} from "
-              f"{n_files} file{'s' * (n_files != 1)} with {segmenter.name} "
-              f"({segmenter.runtime} on {segmenter.device}) into "
+        n_files = len(found.files) - len(failures)
+        print(f"Segmented {len(rows)} frame{'s' * (len(rows) != 1)} from "
+              f"{n_files} file{'s' * (n_files != 1)} with {name} "
+              f"({runtime} on {where}{' over Ray' * (args.executor == 'ray')}) into "
               f"{out_dir}/ (table: {csv_path.name})" + (f"; {failed} failed" if failed else ""))
     return 1 if failed else 0
+
+
+def _predict_on_ray(args, device, files, out_dir, reporter, on_error):
+    """Run the files on Ray actors; returns (rows, failures, (name, runtime, device))."""
+    from echoseg.inference.archive import ModelSpec, predict_on_ray
+
+    spec = ModelSpec(args.model, str(device), args.postprocess, args.runtime)
+    with reporter.progress:
+        result = predict_on_ray(files, spec, out_dir, batch_size=args.batch_size,
+                                address=args.address, workers=args.workers,
+                                cpus_per_worker=args.cpus_per_worker,
+                                files_per_task=args.files_per_task, on_error=on_error,
+                                on_file=reporter.advance)
+    return result.rows, result.failures, result.described
