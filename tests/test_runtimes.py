@@ -243,3 +243,35 @@ def test_predict_writes_the_same_labels_with_onnxruntime(tmp_path, samples_root,
     torch_labels = read_image(tmp_path / "torch" / seg)[0]
     ort_labels = read_image(tmp_path / "onnxruntime" / seg)[0]
     np.testing.assert_array_equal(ort_labels, torch_labels)
+
+
+def _tiny_model():
+    import torch
+
+    from echoseg.config import from_dict
+    from echoseg.models import build_model
+
+    torch.manual_seed(0)
+    config = from_dict({"data": {"size": 32}, "model": {"encoder": [4, 8], "decoder": [4]}})
+    return build_model(config.model)
+
+
+def test_torch_backend_captures_no_graph_on_the_cpu():
+    backend = runtimes.TorchBackend(_tiny_model(), "cpu")
+    x = np.random.default_rng(0).random((2, 1, 32, 32), dtype=np.float32)
+    assert backend(x).shape == (2, 4, 32, 32)
+    assert not backend.cuda_graphs and backend._graphs == {}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_backend_replays_cuda_graphs_with_eager_logits():
+    model = _tiny_model()
+    graphs = runtimes.TorchBackend(model, "cuda")
+    eager = runtimes.TorchBackend(model, "cuda", cuda_graphs=False)
+    rng = np.random.default_rng(0)
+    for batch in (1, 1, 3, 1, 2, 4, 5):  # 1 replayed; the fifth new shape runs eagerly
+        x = rng.random((batch, 1, 32, 32), dtype=np.float32)
+        np.testing.assert_allclose(graphs(x), eager(x), atol=1e-4)
+    assert sorted(k[0] for k, v in graphs._graphs.items() if v is not None) == [1, 2, 3, 4]
+    assert (5, 1, 32, 32) not in graphs._graphs
