@@ -87,13 +87,14 @@ def test_predict_says_what_it_skipped(inputs, tiny_model, cli):
     result = cli("predict", tiny_model, inputs, "--out", inputs / "run2")
     assert result.rc == 0
     assert result.err.splitlines()[0] == ("echoseg: note: skipped 1 earlier output of echoseg "
-                                          "(*_overlay.png, *_overlay/, folders with its "
-                                          "predictions.csv)")
+                                          "(*_overlay.png, *_curve.png, *_temporal.png, "
+                                          "*_overlay/, folders with its predictions.csv)")
     only_outputs = cli("predict", tiny_model, inputs / "run1", inputs / "run2" / "img0_overlay.png",
                        "--out", inputs / "run3", "--quiet")
-    # run1: 4 label maps, 4 overlays and the sequence's overlay folder; 1 overlay given itself
+    # run1: 4 label maps, 4 overlays, the sequence's overlay folder and its curve and temporal
+    # figures; 1 overlay given itself
     assert only_outputs.errors == ["echoseg: error: nothing to segment among the inputs (4 label "
-                                   "maps and 6 outputs of echoseg skipped by name)"]
+                                   "maps and 8 outputs of echoseg skipped by name)"]
 
 
 def test_evaluate_scores_predicts_output_folder(samples_root, tiny_model, tmp_path, cli):

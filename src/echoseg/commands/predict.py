@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if found.skipped_outputs and not args.quiet:
         n = len(found.skipped_outputs)
         print(f"echoseg: note: skipped {n} earlier output{'s' * (n > 1)} of echoseg "
-              "(*_overlay.png, *_overlay/, folders with its predictions.csv)", file=sys.stderr)
+              "(*_overlay.png, *_curve.png, *_temporal.png, *_overlay/, folders with its "
+              "predictions.csv)", file=sys.stderr)
     if not found.files:
         skipped = [f"{len(items)} {what}" for items, what in (
             (found.skipped_labels, "label maps"), (found.skipped_outputs, "outputs of echoseg"))
@@ -121,9 +122,12 @@ def run(args: argparse.Namespace) -> int:
 
     reporter = _Reporter(len(found.files), args.quiet)
     on_error = lambda line: reporter.line(f"echoseg: error: {line}")  # noqa: E731
+    on_note = (lambda line: None) if args.quiet else (  # noqa: E731
+        lambda line: reporter.line(f"echoseg: note: {line}"))
     if args.executor == "ray":
         rows, failures, (name, runtime, where) = _predict_on_ray(args, device, found.files,
-                                                                  out_dir, reporter, on_error)
+                                                                  out_dir, reporter, on_error,
+                                                                  on_note)
         from echoseg.evaluation.writers import per_image_csv, write_text
         from echoseg.inference.pipeline import CSV_NAME
 
@@ -136,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
                                runtime=args.runtime)
         name, runtime, where = segmenter.name, segmenter.runtime, segmenter.device
         predictor = FilePredictor(segmenter, out_dir, args.batch_size, on_error=on_error,
-                                  on_file=reporter.advance)
+                                  on_file=reporter.advance, on_note=on_note)
         try:
             with reporter.progress:
                 predictor.run(found.files)
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _predict_on_ray(args, device, files, out_dir, reporter, on_error):
+def _predict_on_ray(args, device, files, out_dir, reporter, on_error, on_note):
     """Run the files on Ray actors; returns (rows, failures, (name, runtime, device))."""
     from echoseg.inference.archive import ModelSpec, predict_on_ray
 
@@ -167,5 +171,5 @@ def _predict_on_ray(args, device, files, out_dir, reporter, on_error):
                                 address=args.address, workers=args.workers,
                                 cpus_per_worker=args.cpus_per_worker,
                                 files_per_task=args.files_per_task, on_error=on_error,
-                                on_file=reporter.advance)
+                                on_note=on_note, on_file=reporter.advance)
     return result.rows, result.failures, result.described

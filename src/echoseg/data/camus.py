@@ -27,6 +27,7 @@ from echoseg.data.names import (
 )
 from echoseg.data.pairs import format_size, probe_pair
 from echoseg.data.readers import read_header
+from echoseg.data.regular import read_text_file
 from echoseg.data.sample import Sample, Scan, SequenceFile
 from echoseg.data.threads import thread_map
 from echoseg.errors import DataError
@@ -56,12 +57,7 @@ def parse_info_cfg(path: Path | str) -> dict[str, int | float | str]:
     or a numeric field (ED, ES, NbFrame, EF, ...) is not a number or a frame out of range.
     """
     path = Path(path)
-    if path.exists() and not path.is_file():  # a FIFO would block the read forever
-        raise DataError(f"{path}: cannot read Info cfg (not a regular file)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read Info cfg ({exc.__class__.__name__})") from None
+    text = read_text_file(path, "Info cfg")
     fields: dict[str, int | float | str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

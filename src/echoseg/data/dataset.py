@@ -8,21 +8,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from echoseg.data.camus import is_camus_layout, scan_camus
+from echoseg.data.echonet import STRUCTURES as ECHONET_STRUCTURES
+from echoseg.data.echonet import is_echonet_layout, scan_echonet
 from echoseg.data.folder import scan_folder
 from echoseg.data.names import is_image_file
 from echoseg.data.sample import Sample, Scan, SequenceFile
 from echoseg.data.splits import find_split_file, join_some
 from echoseg.errors import DataError
+from echoseg.labels import STRUCTURES
+
+ALL_STRUCTURES = tuple(STRUCTURES)  # ("LV", "MYO", "LA")
 
 
 @dataclass
 class EchoDataset:
     """The samples found below ``root``.
 
-    ``layout`` is "camus" (original CAMUS release) or "folder" (image/label pairs);
-    ``samples`` are sorted by id, ``sequences`` (CAMUS cine loops) too; ``problems`` has one
-    line per problem found (empty unless opened with strict=False); ``split_file`` is the
-    splits.json or CAMUS subgroup folder found at the root, or None.
+    ``layout`` is "camus" (original CAMUS release), "echonet" (EchoNet-Dynamic: FileList.csv,
+    VolumeTracings.csv, Videos/) or "folder" (image/label pairs); ``samples`` are sorted by id,
+    ``sequences`` (CAMUS cine loops, EchoNet videos) too; ``problems`` has one line per problem
+    found (empty unless opened with strict=False); ``split_file`` is the splits.json or CAMUS
+    subgroup folder found at the root (for EchoNet, FileList.csv's splits saved as JSON in the
+    cache), or None; ``structures`` names the structures the label maps outline (EchoNet: LV
+    only), so that scores of the others can be left out.
     """
 
     root: Path
@@ -31,6 +39,7 @@ class EchoDataset:
     sequences: list[SequenceFile] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     split_file: Path | None = None
+    structures: tuple[str, ...] = ALL_STRUCTURES
 
     @property
     def patients(self) -> list[str]:
@@ -59,14 +68,18 @@ def open_dataset(root: Path | str, *, strict: bool = True, require_labels: bool 
     With ``strict`` the first problem raises DataError (one line naming the file); otherwise
     every problem is collected in ``dataset.problems``. ``require_labels=False`` accepts images
     without label maps (their ``label_path`` is None). Pixel values are not decoded: see
-    ``echoseg.data.check.check`` for that. A missing, non-folder or image-less ``root`` always
-    raises DataError.
+    ``echoseg.data.check.check`` for that; an EchoNet folder is the exception, its traced
+    frames are extracted once into the cache (see ``echoseg.data.echonet``). A missing,
+    non-folder or image-less ``root`` always raises DataError.
     """
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such folder")
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
+    if is_echonet_layout(root):
+        scan, split_file = scan_echonet(root, workers=workers)
+        return _finish(root, "echonet", scan, strict, split_file, ECHONET_STRUCTURES)
     files = list_files(root)
     if not files:
         raise DataError(f"{root}: empty folder")
@@ -78,6 +91,12 @@ def open_dataset(root: Path | str, *, strict: bool = True, require_labels: bool 
     else:
         layout = "folder"
         scan = scan_folder(files, root, require_labels=require_labels, workers=workers)
+    return _finish(root, layout, scan, strict, find_split_file(root))
+
+
+def _finish(root: Path, layout: str, scan: Scan, strict: bool, split_file: Path | None,
+            structures: tuple[str, ...] = ALL_STRUCTURES) -> EchoDataset:
+    """The dataset of a scan; with ``strict``, DataError on its first problem."""
     samples, sequences, problems = _unique(scan)
     if not samples and not problems:
         problems.append(f"{root}: no image/label pairs found")
@@ -85,7 +104,7 @@ def open_dataset(root: Path | str, *, strict: bool = True, require_labels: bool 
         more = len(problems) - 1
         tail = f" (and {more} more problem{'s' * (more > 1)}: run 'echoseg info {root}')"
         raise DataError(problems[0] + (tail if more else ""))
-    return EchoDataset(root, layout, samples, sequences, problems, find_split_file(root))
+    return EchoDataset(root, layout, samples, sequences, problems, split_file, structures)
 
 
 def list_files(root: Path) -> list[Path]:

@@ -7,7 +7,10 @@ from pathlib import Path
 
 PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 SITK_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha")
-IMAGE_EXTENSIONS = PIL_EXTENSIONS + SITK_EXTENSIONS
+DICOM_EXTENSIONS = (".dcm", ".dicom")  # read only (echoseg.io.dicom); files without one too
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov")  # read only (echoseg.io.video), as 2D+t sequences
+WRITABLE_EXTENSIONS = PIL_EXTENSIONS + SITK_EXTENSIONS
+IMAGE_EXTENSIONS = WRITABLE_EXTENSIONS + DICOM_EXTENSIONS + VIDEO_EXTENSIONS
 LABEL_SUFFIX = "_gt"
 
 # patient0001_2CH_ED, patient0001_4CH_half_sequence (2023), patient0001_4CH_sequence (2019)

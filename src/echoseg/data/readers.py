@@ -1,4 +1,5 @@
-"""Read and write 2D images, 2D+t sequences and label maps (PNG/JPEG/TIFF, NIfTI, MetaImage).
+"""Read and write 2D images, 2D+t sequences and label maps (PNG/JPEG/TIFF, NIfTI, MetaImage);
+read DICOM (``.dcm``, ``.dicom`` or no extension, see ``echoseg.io.dicom``).
 
 Arrays are (H, W) for a 2D image and (T, H, W) for a sequence; spacing is the pixel size in mm in
 (row, column) order, or None when the format does not record it. Sizes declared by a header are
@@ -9,8 +10,6 @@ DataError with one line naming the file.
 from __future__ import annotations
 
 import math
-import os
-import stat
 import zlib
 from pathlib import Path
 
@@ -28,7 +27,15 @@ from echoseg.data.integrity import (
     nifti_problem,
 )
 from echoseg.data.limits import check_size
-from echoseg.data.names import IMAGE_EXTENSIONS, PIL_EXTENSIONS, SITK_EXTENSIONS, split_extension
+from echoseg.data.names import (
+    DICOM_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    PIL_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    WRITABLE_EXTENSIONS,
+    split_extension,
+)
+from echoseg.data.regular import require_regular_file
 from echoseg.errors import DataError
 from echoseg.labels import NUM_CLASSES
 
@@ -48,7 +55,9 @@ def read_image(path: Path | str) -> tuple[np.ndarray, Spacing]:
     """Decode an image file.
 
     Takes a PNG/JPEG/TIFF/BMP (read with pillow; colour and palette images converted to the
-    grayscale they display) or a NIfTI/MetaImage file (read with SimpleITK). Returns the pixel
+    grayscale they display), a NIfTI/MetaImage file (read with SimpleITK) or a DICOM file
+    (``echoseg.io.dicom.read_dicom``: colour as luma, MONOCHROME1 inverted, spacing from the
+    ultrasound regions; ``echoseg.io.read_scan`` also gives its imaging region). Returns the pixel
     array, (H, W) or (T, H, W) for a 2D+t sequence, in the file's dtype, and the spacing in mm
     (row, column) or None. Non-finite pixels are kept (see
     ``echoseg.data.preprocess.fill_non_finite``). Raises DataError naming the file when it is
@@ -76,7 +85,16 @@ def read_header(path: Path | str) -> tuple[tuple[int, ...], Spacing]:
     too large or empty.
     """
     path = Path(path)
-    ext = _check_file(path)
+    ext = check_file(path)
+    if ext in DICOM_EXTENSIONS:
+        from echoseg.io.dicom import read_dicom_header
+
+        header = read_dicom_header(path)
+        return header.shape, header.spacing
+    if ext in VIDEO_EXTENSIONS:
+        from echoseg.io.video import read_video_header
+
+        return read_video_header(path)[0], None
     try:
         if ext in PIL_EXTENSIONS:
             with Image.open(path) as im:
@@ -101,8 +119,8 @@ def write_image(path: Path | str, array: np.ndarray, spacing: Spacing = None) ->
     path = Path(path)
     ext = split_extension(path)[1]
     array = np.asarray(array)
-    if ext not in IMAGE_EXTENSIONS:
-        raise ValueError(f"{path}: unsupported image extension '{ext}'")
+    if ext not in WRITABLE_EXTENSIONS:
+        raise ValueError(f"{path}: unsupported image extension '{ext}' for writing")
     path.parent.mkdir(parents=True, exist_ok=True)
     if ext in PIL_EXTENSIONS:
         if array.ndim != 2 or array.dtype not in (np.uint8, np.uint16):
@@ -127,7 +145,16 @@ def write_label_map(path: Path | str, array: np.ndarray, spacing: Spacing = None
 
 
 def _read(path: Path, labels: bool) -> tuple[np.ndarray, Spacing]:
-    ext = _check_file(path)
+    ext = check_file(path)
+    if ext in DICOM_EXTENSIONS:
+        from echoseg.io.dicom import read_dicom
+
+        scan = read_dicom(path)
+        return scan.array, scan.spacing
+    if ext in VIDEO_EXTENSIONS:
+        from echoseg.io.video import read_video
+
+        return read_video(path).frames, None
     try:
         if ext in PIL_EXTENSIONS:
             return _read_pil(path, labels), None
@@ -138,21 +165,19 @@ def _read(path: Path, labels: bool) -> tuple[np.ndarray, Spacing]:
         raise DataError(f"{path}: cannot read image ({_reason(exc, path)})") from None
 
 
-def _check_file(path: Path) -> str:
-    """The extension of ``path`` once it is known to be a regular file; nothing is opened, so a
-    FIFO never blocks."""
+def check_file(path: Path) -> str:
+    """The extension of ``path`` (``.dcm`` for a DICOM file without one) once it is known to be
+    a regular file of a readable format; raises DataError naming the file otherwise. Only a
+    regular file without extension is opened (for its DICOM marker), so a FIFO never blocks."""
     ext = split_extension(path)[1]
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise DataError(f"{path}: cannot read image (file not found)") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read image ({exc.strerror or exc})") from None
-    if stat.S_ISDIR(mode):
-        raise DataError(f"{path}: cannot read image (a folder, not a file)")
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{path}: cannot read image (not a regular file)")
-    if ext not in PIL_EXTENSIONS + SITK_EXTENSIONS:
+    require_regular_file(path, "image")
+    if ext == "":
+        from echoseg.io.dicom import has_dicom_preamble
+
+        if has_dicom_preamble(path):
+            return DICOM_EXTENSIONS[0]
+        raise DataError(f"{path}: cannot read image (no extension, and not a DICOM file)")
+    if ext not in IMAGE_EXTENSIONS:
         raise DataError(f"{path}: cannot read image (unsupported extension '{ext}')")
     return ext
 

@@ -53,13 +53,14 @@ class PredictWorker:
             return self.error
         return self.segmenter.name, self.segmenter.runtime, str(self.segmenter.device)
 
-    def predict(self, files: list[InputFile]) -> tuple[list[dict], list[str]]:
-        """Segment ``files`` in order; returns (CSV rows, one failure line per failed file)."""
+    def predict(self, files: list[InputFile]) -> tuple[list[dict], list[str], list[str]]:
+        """Segment ``files`` in order; returns (CSV rows, one failure line per failed file,
+        notes)."""
         from echoseg.inference.pipeline import FilePredictor
 
         predictor = FilePredictor(self.segmenter, self.out_dir, self.batch_size)
         predictor.run(files)
-        return predictor.rows, predictor.failures
+        return predictor.rows, predictor.failures, predictor.notes
 
 
 @dataclass
@@ -80,6 +81,7 @@ def predict_on_ray(files: Sequence[InputFile], spec: ModelSpec, out_dir: Path, *
                    batch_size: int = 8, address: str | None = None, workers: int = 0,
                    cpus_per_worker: int = 1, files_per_task: int = 8,
                    on_error: Callable[[str], None] = lambda line: None,
+                   on_note: Callable[[str], None] = lambda line: None,
                    on_file: Callable[[Path], None] = lambda path: None) -> ArchiveResult:
     """Segment ``files`` with ``workers`` Ray actors (0: as many as the cluster's CPUs allow
     at ``cpus_per_worker`` each, at most one per task); returns the merged rows and failures.
@@ -101,7 +103,7 @@ def predict_on_ray(files: Sequence[InputFile], spec: ModelSpec, out_dir: Path, *
         actors = [actor_class.remote(spec, str(out_dir), batch_size, cpus_per_worker)
                   for _ in range(min(workers, len(tasks)))]
         described = _description(ray, actors[0])
-        outcomes: list[tuple[list[dict], list[str]]] = [([], [])] * len(tasks)
+        outcomes: list[tuple[list[dict], list[str], list[str]]] = [([], [], [])] * len(tasks)
         running: dict = {}  # object ref -> (task index, actor)
         queue = list(range(len(tasks)))
         idle = list(actors)
@@ -117,12 +119,14 @@ def predict_on_ray(files: Sequence[InputFile], spec: ModelSpec, out_dir: Path, *
             except ray.exceptions.RayError as exc:  # a lost actor: its files fail, it retires
                 reason = type(exc).__name__
                 outcomes[index] = ([], [f"{f.path}: Ray worker failed ({reason})"
-                                        for f in tasks[index]])
+                                        for f in tasks[index]], [])
                 if not idle and not running and queue:
                     idle.append(actor_class.remote(spec, str(out_dir), batch_size,
                                                    cpus_per_worker))
             for line in outcomes[index][1]:
                 on_error(line)
+            for line in outcomes[index][2]:
+                on_note(line)
             for file in tasks[index]:
                 on_file(file.path)
         rows = [row for outcome in outcomes for row in outcome[0]]

@@ -1,6 +1,9 @@
 """Which files to segment and where their outputs go (``echoseg predict``), bundled samples.
 
-Inputs are files or folders (searched recursively, hidden entries skipped). Label maps by name
+Inputs are files or folders (searched recursively, hidden entries skipped). Image files are
+known by extension; DICOM files also without one (as scanners and PACS exports name them), by
+the ``DICM`` marker of their first 132 bytes (only files without extension are opened; a
+``DICOMDIR`` index is skipped). Label maps by name
 (``*_gt.*``, and echoseg's own ``*_seg.*`` outputs) are skipped, and so are echoseg's other
 outputs, so that an output folder inside the inputs is never segmented again: overlays
 (``*_overlay.png`` and the ``*_overlay/`` folder beside one), any sub-folder holding a
@@ -18,10 +21,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from echoseg.data.names import LABEL_SUFFIX, PIL_EXTENSIONS, is_image_file, split_extension
+from echoseg.data.names import (
+    LABEL_SUFFIX,
+    PIL_EXTENSIONS,
+    SITK_EXTENSIONS,
+    is_image_file,
+    split_extension,
+)
+from echoseg.io.dicom import DICOMDIR, has_dicom_preamble, is_dicom_file
 
 SEG_SUFFIX = "_seg"
 OVERLAY_SUFFIX = "_overlay"
+OUTPUT_FIGURE_SUFFIXES = (OVERLAY_SUFFIX, "_curve", "_temporal")  # see sequence_outputs
 PREDICTIONS_CSV = "predictions.csv"
 _PREDICTIONS_HEADER = "input,frame,output,"  # how echoseg's predictions.csv begins
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples" / "camus224"
@@ -59,10 +70,13 @@ def is_label_name(path: Path | str) -> bool:
     return stem.endswith(LABEL_SUFFIX) or stem.endswith(SEG_SUFFIX)
 
 
-def is_overlay_name(path: Path | str) -> bool:
-    """True for ``*_overlay.png``, the overlay echoseg writes beside each label map."""
+def is_output_name(path: Path | str) -> bool:
+    """True for the pictures echoseg predict writes beside each label map: ``*_overlay.png``
+    (``*_overlay.avi`` for a video) and, for a sequence, ``*_curve.png`` and ``*_temporal.png``."""
     stem, ext = split_extension(path)
-    return ext == ".png" and stem.endswith(OVERLAY_SUFFIX)
+    if ext == ".avi":
+        return stem.endswith(OVERLAY_SUFFIX)
+    return ext == ".png" and stem.endswith(OUTPUT_FIGURE_SUFFIXES)
 
 
 def is_output_folder(folder: Path) -> bool:
@@ -78,10 +92,13 @@ def is_output_folder(folder: Path) -> bool:
 
 
 def output_extension(path: Path | str) -> str:
-    """Extension of the label map written for an input: ``.png`` for PNG/JPEG/TIFF/BMP, else
-    the input's own (``.nii.gz``, ``.nii``, ``.mhd``, ``.mha``), which keeps the spacing."""
+    """Extension of the label map written for an input: ``.png`` for PNG/JPEG/TIFF/BMP, the
+    input's own for NIfTI and MetaImage (``.nii.gz``, ``.nii``, ``.mhd``, ``.mha``), and
+    ``.nii.gz`` for DICOM (with or without extension); the last two keep the spacing."""
     ext = split_extension(path)[1]
-    return ".png" if ext in PIL_EXTENSIONS else ext
+    if ext in PIL_EXTENSIONS:
+        return ".png"
+    return ext if ext in SITK_EXTENSIONS else ".nii.gz"
 
 
 def find_inputs(inputs: list[str | Path], exclude: Path | str | None = None) -> FoundInputs:
@@ -105,7 +122,7 @@ def find_inputs(inputs: list[str | Path], exclude: Path | str | None = None) -> 
             if not candidates and not outputs:
                 found.problems.append(f"{path}: no image files in this folder")
         elif path.is_file():
-            if not is_image_file(path):
+            if not (is_image_file(path) or is_dicom_file(path)):
                 ext = split_extension(path)[1] or "none"
                 found.problems.append(f"{path}: not an image file (extension '{ext}')")
                 continue
@@ -123,7 +140,7 @@ def find_inputs(inputs: list[str | Path], exclude: Path | str | None = None) -> 
             if is_label_name(file):
                 found.skipped_labels.append(file)
                 continue
-            if is_overlay_name(file):
+            if is_output_name(file):
                 found.skipped_outputs.append(file)
                 continue
             key = _unique_key(_key(relative), taken)
@@ -162,5 +179,13 @@ def _walk(root: Path, skip_dir: Path | None) -> tuple[list[Path], list[Path]]:
                 kept.append(d)
         dirs[:] = kept
         found.extend(here / n for n in sorted(names)
-                     if not n.startswith(".") and is_image_file(n) and (here / n).is_file())
+                     if not n.startswith(".") and _is_input_name(here / n))
     return sorted(found), outputs
+
+
+def _is_input_name(path: Path) -> bool:
+    """A regular file with an image extension, or without extension and with the DICOM marker
+    (not a ``DICOMDIR``); only files without extension are opened."""
+    if split_extension(path)[1] == "":
+        return path.name != DICOMDIR and has_dicom_preamble(path)
+    return is_image_file(path) and path.is_file()

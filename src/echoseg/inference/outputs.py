@@ -4,7 +4,9 @@ For an input with key K (see ``echoseg.inference.files``):
 
 - ``K_seg.<ext>``: the label map (uint8, 0 bg, 1 LV, 2 MYO, 3 LA) at the input's native size,
   (H, W) for an image or (T, H, W) for a sequence, in the input's format family (PNG for
-  PNG/JPEG/TIFF/BMP; NIfTI and MetaImage keep the spacing).
+  PNG/JPEG/TIFF/BMP; NIfTI and MetaImage keep the spacing; DICOM gives NIfTI ``.nii.gz``, with
+  the spacing). For an input with an imaging region (DICOM ultrasound regions), the label map
+  covers the full frame, label 0 outside the region.
 - ``K_overlay.png``: the image with LV red, MYO green, LA blue; for a sequence, its first frame
   (end-diastole in CAMUS half sequences), and every frame in ``K_overlay/frame_NNN.png``.
   Overlays are stretched to square pixels when the spacing is known and anisotropic.
@@ -22,9 +24,11 @@ from PIL import Image
 from echoseg.atomic import atomic_write_bytes, atomic_write_named
 from echoseg.data.integrity import gzip_problem
 from echoseg.data.names import PIL_EXTENSIONS, split_extension
+from echoseg.data.preprocess import label_to_grid
 from echoseg.data.readers import Spacing, read_header, write_label_map
 from echoseg.evaluation.figures import overlay
 from echoseg.inference.files import OVERLAY_SUFFIX, SEG_SUFFIX
+from echoseg.io.dicom import Region, crop_region
 from echoseg.labels import STRUCTURES
 from echoseg.metrics import is_anatomical_outlier
 
@@ -73,7 +77,8 @@ def overlay_png(image: np.ndarray, labels: np.ndarray, spacing: Spacing) -> byte
         width = round(rgb.shape[1] * spacing[1] / fine)
         rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR)
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
+    # zlib level 1: a few % larger files, encoded several times faster (sequences: every frame)
+    Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -97,11 +102,13 @@ def write_outputs(out_dir: Path, key: str, ext: str, frames: list[np.ndarray],
 
 
 def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarray,
-              spacing: Spacing, seconds: float, note: str = "", runtime: str = "") -> dict:
+              spacing: Spacing, seconds: float, note: str = "", runtime: str = "",
+              checked: np.ndarray | None = None) -> dict:
     """One CSV row: areas per structure in pixels and in mm² (None when the spacing is
-    unknown), anatomical plausibility (no CAMUS criterion fails), the seconds spent, a note
-    on what was done to the input ("" when nothing, e.g. "3 non-finite pixels set to the image
-    minimum") and the runtime that ran the network (torch, onnxruntime, openvino)."""
+    unknown), anatomical plausibility (no CAMUS criterion fails on ``checked``, by default
+    ``labels``; see :func:`plausibility_map`), the seconds spent, a note on what was done to
+    the input ("" when nothing, e.g. "3 non-finite pixels set to the image minimum") and the
+    runtime that ran the network (torch, onnxruntime, openvino)."""
     counts = np.bincount(labels.ravel(), minlength=len(STRUCTURES) + 1)
     row: dict = {"input": str(input_path), "frame": frame, "output": output}
     pixel_mm2 = spacing[0] * spacing[1] if spacing is not None else None
@@ -110,11 +117,20 @@ def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarra
     for name, label in STRUCTURES.items():
         mm2 = None if pixel_mm2 is None else round(float(counts[label]) * pixel_mm2, 6)
         row[f"area_{name}_mm2"] = mm2
-    row["anatomically_plausible"] = not is_anatomical_outlier(labels)
+    row["anatomically_plausible"] = not is_anatomical_outlier(labels if checked is None
+                                                              else checked)
     row["seconds"] = round(seconds, 6)
     row["note"] = note
     row["runtime"] = runtime
     return row
+
+
+def plausibility_map(labels: np.ndarray, region: Region | None, grid: int) -> np.ndarray:
+    """The label map the anatomical criteria are measured on: the imaging ``region`` (the whole
+    frame when None) resampled to the ``grid`` x ``grid`` model grid, as the network saw it.
+    The criteria count pixels with thresholds made on that grid (the paper's convention), and
+    measuring there costs the same whatever the input's size."""
+    return label_to_grid(crop_region(labels, region), grid)
 
 
 def relative_output(path: Path, out_dir: Path) -> str:

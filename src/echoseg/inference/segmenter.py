@@ -62,7 +62,9 @@ class Segmenter:
 
     def predict_grid(self, grid: np.ndarray) -> np.ndarray:
         """Raw argmax label maps (N, S, S) uint8 for images already on the grid, float [0, 1]."""
-        return self.logits(grid).argmax(1).to(torch.uint8).numpy()
+        x = np.ascontiguousarray(grid, dtype=np.float32)[:, None]
+        # numpy's argmax over the class axis is several times faster than torch's on the CPU
+        return np.asarray(self.backend(x)).argmax(1).astype(np.uint8)
 
     def logits(self, grid: np.ndarray) -> torch.Tensor:
         """Final logits (N, 4, S, S) float32 on the CPU for grid images (N, S, S) in [0, 1]."""
