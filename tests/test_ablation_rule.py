@@ -1,5 +1,7 @@
 """The keep rule on constructed per-image tables: ties, all worse, one significant, one worse."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,15 @@ def test_images_with_undefined_hausdorff_are_left_out_of_that_test():
     la = next(t for t in paired_tests(best, candidate) if t["metric"] == "hausdorff"
               and t["structure"] == "LA")
     assert la["n"] == N - 1 and la["nan_pairs"] == 1
+
+
+def test_a_structure_no_table_scored_is_left_out():
+    rng = np.random.default_rng(3)
+    base = {f"i{k}": {"dice_LV": 0.80 + 0.01 * rng.random(), "hd_LV": 5.0,
+                      **{f"{m}_{s}": math.nan for m in ("dice", "hd") for s in ("MYO", "LA")}}
+            for k in range(30)}
+    better = {k: {**v, "dice_LV": v["dice_LV"] + 0.05} for k, v in base.items()}
+    decision = decide(base, better)
+    assert decision["keep"] and decision["mean_dice"] == pytest.approx(
+        np.mean([r["dice_LV"] for r in better.values()]))
+    assert {t["structure"] for t in decision["tests"]} == {"LV"}

@@ -8,12 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
+import test_data_echonet
 from echoseg.cli import main
 from echoseg.data.cache import load_arrays
 from echoseg.data.dataset import open_dataset
 from echoseg.data.readers import read_image, write_image
 from echoseg.data.splits import resolve_splits
 from echoseg.errors import DataError
+
+echonet_folder = test_data_echonet.echonet_folder  # the tiny EchoNet folder fixture
 
 
 def _info_json(capsys, *args):
@@ -31,6 +34,7 @@ def test_info_on_bundled_samples(samples_root, capsys):
         "splits": {"train": 4, "val": 4}, "problems": []}
     assert report["views"] == {"2CH": 16, "4CH": 16} and report["phases"] == {"ED": 16, "ES": 16}
     assert report["size_min"] == report["size_max"] == [224, 224]
+    assert report["structures"] == ["LV", "MYO", "LA"]
     assert main(["info", str(samples_root)]) == 0
     text = capsys.readouterr().out
     assert "Layout       folder" in text and "Splits       train 4, val 4" in text
@@ -53,6 +57,22 @@ def test_info_on_a_camus_release(camus2023, capsys):
     assert "Size (HxW)   44x36 to 50x40 px, 2 distinct" in text
     assert "Info fields  Age, ED, EF, ES, FrameRate, ImageQuality, NbFrame, Sex" in text
     assert "Sequences    2 (4-4 frames)" in text
+
+
+def test_info_on_an_echonet_folder(echonet_folder, capsys):
+    code, report = _info_json(capsys, echonet_folder.root)
+    assert code == 0 and report["problems"] == []
+    assert (report["layout"], report["n_patients"], report["n_images"]) == ("echonet", 3, 6)
+    assert report["structures"] == ["LV"] and report["labels"] == [0, 1]
+    assert report["splits"] == {"train": 1, "val": 1, "test": 1}
+    frames = test_data_echonet.N_FRAMES
+    assert (report["n_sequences"], report["sequence_frames"]) == (3, [frames, frames])
+    assert main(["info", str(echonet_folder.root)]) == 0
+    text = capsys.readouterr().out
+    assert ("Layout       echonet (EchoNet-Dynamic: FileList.csv, VolumeTracings.csv, "
+            "Videos/*.avi)") in text
+    assert "Structures   LV\n" in text and "Labels       0, 1\n" in text
+    assert f"Sequences    3 ({frames}-{frames} frames)" in text and "Problems     none" in text
 
 
 def test_info_without_split_file_reports_the_seeded_split(camus2019, capsys):

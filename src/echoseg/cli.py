@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "demo": "Segment the bundled CAMUS samples and write a small report.",
     "nnunet": "Export a dataset and its split for nnU-Net v2.",
     "export": "Write a model as ONNX or OpenVINO IR (fp32 or int8), checked on real images.",
+    "ef": "LV volumes and ejection fraction per patient, and their agreement with a reference.",
 }
 
 

@@ -30,6 +30,10 @@ def mean_dice(table: Table, structures: tuple[str, ...] = STRUCTURES) -> float:
                           for s in structures]))
 
 
+def _scored(table: Table, structure: str) -> bool:
+    return any(not math.isnan(row.get(f"dice_{structure}", math.nan)) for row in table.values())
+
+
 def paired_tests(best: Table, candidate: Table, rule: Rule = DEFAULT_RULE,
                  structures: tuple[str, ...] = STRUCTURES) -> list[dict]:
     """Wilcoxon tests of ``candidate`` against ``best`` on their common images, per metric of
@@ -53,7 +57,9 @@ def paired_tests(best: Table, candidate: Table, rule: Rule = DEFAULT_RULE,
 def decide(best: Table, candidate: Table, rule: Rule = DEFAULT_RULE,
            structures: tuple[str, ...] = STRUCTURES) -> dict:
     """Whether ``candidate`` would replace ``best``: {"keep", "reason", "mean_dice",
-    "best_mean_dice", "tests"}."""
+    "best_mean_dice", "tests"}. A structure neither table scored (Dice NaN on every image,
+    as for data that does not label it) is left out."""
+    structures = tuple(s for s in structures if _scored(best, s) or _scored(candidate, s))
     tests = paired_tests(best, candidate, rule, structures)
     ours, theirs = mean_dice(candidate, structures), mean_dice(best, structures)
     better = [f"{t['metric']} {t['structure']}" for t in tests if t["effect"] == "better"]

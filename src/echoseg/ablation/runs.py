@@ -129,7 +129,9 @@ def _train(job: Job, threads: int) -> None:
 
 
 def _evaluate(job: Job, specs: list[EvalSpec]) -> None:
-    """Predict each (dataset, views, split) once, then score it under each post-processing."""
+    """Predict each (dataset, views, split) once, then score it under each post-processing,
+    on the structures its ground truth has (those it lacks are left out, see
+    ``echoseg.evaluation.summary``)."""
     from echoseg.evaluation.scoring import evaluate_predictions
     from echoseg.evaluation.sources import items_from_predictor
     from echoseg.evaluation.summary import summary_markdown
@@ -144,13 +146,13 @@ def _evaluate(job: Job, specs: list[EvalSpec]) -> None:
         samples = evaluation_samples(root, list(views), split, job.config)
         items = list(items_from_predictor(model.predict_batch, samples, batch_size=16))
         present = [s for s, label in STRUCTURES.items()
-                   if any((item.gt == label).any() for item in items)]
+                   if any((item.gt == label).any() for item in items)] or list(STRUCTURES)
         for spec in group:
             grid = int(model.size) if spec.grid == "model" else spec.grid
             evaluation = evaluate_predictions(items, postprocess=spec.postprocess, grid=grid,
-                                              model=job.label or job.key)
-            summary = {**evaluation.summary, "structures": present, "run": job.key,
-                       "split": split, "views": list(views), "data": root}
+                                              model=job.label or job.key, structures=present)
+            summary = {**evaluation.summary, "run": job.key, "split": split,
+                       "views": list(views), "data": root}
             write_evaluation(job.eval_dir(spec), evaluation.rows, summary,
                              summary_markdown(summary))
 

@@ -1,4 +1,5 @@
-"""`echoseg evaluate`: score a model, or a folder of predicted label maps, on a dataset split."""
+"""`echoseg evaluate`: score a model, or a folder of predicted label maps, on a dataset split,
+on the structures the dataset labels (EchoNet-Dynamic: LV only)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="write per_image.csv, summary.json, "
                         "summary.md (and worst/) here")
     parser.add_argument("--worst", type=int, default=0, metavar="N",
-                        help="draw the N images with the lowest mean Dice into OUT/worst/")
+                        help="draw the N images with the lowest mean Dice (over the labelled "
+                        "structures) into OUT/worst/")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
 
 
-def _samples(args: argparse.Namespace):
+def _samples(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:
+    """The samples of the chosen split and the structures the dataset labels."""
     from echoseg.data.dataset import open_dataset
     from echoseg.data.splits import resolve_splits
     from echoseg.errors import DataError
@@ -49,7 +52,7 @@ def _samples(args: argparse.Namespace):
     samples = dataset.select(splits[name])
     if not samples:
         raise DataError(f"{args.data}: split '{name}' has no images")
-    return samples
+    return samples, dataset.structures
 
 
 def _check_runtime(args: argparse.Namespace) -> None:
@@ -98,11 +101,11 @@ def run(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     if args.out:
         prepare_output_dir(args.out)  # a bad --out fails before the work, not after it
-    samples = _samples(args)
+    samples, structures = _samples(args)
     if args.pred:
         evaluation = evaluate_folder(args.pred, samples, postprocess=args.postprocess or "none",
                                      grid=MODEL_GRID if grid == "model" else grid,
-                                     worst=args.worst)
+                                     worst=args.worst, structures=structures)
     else:
         model = _load_model(args)
         if grid == "model":
@@ -110,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         evaluation = evaluate_model(
             model.predict_batch, samples, batch_size=args.batch_size, grid=grid,
             prior_postprocess=getattr(model, "postprocess_spec", None) or args.postprocess
-            or "none", model=str(getattr(model, "name", args.model)), worst=args.worst)
+            or "none", model=str(getattr(model, "name", args.model)), worst=args.worst,
+            structures=structures)
         evaluation.summary["runtime"] = getattr(model, "runtime", None)
     markdown = summary_markdown(evaluation.summary)
     if args.out:

@@ -15,7 +15,9 @@ from echoseg.data.splits import resolve_splits
 from echoseg.errors import DataError
 
 LAYOUTS = {"camus": "original CAMUS release: NIfTI/MetaImage files, Info cfg",
+           "echonet": "EchoNet-Dynamic: FileList.csv, VolumeTracings.csv, Videos/*.avi",
            "folder": "image/label pairs matched by name"}
+WITH_SEQUENCES = ("camus", "echonet")  # layouts whose report counts the cine loops / videos
 SEEDED = "seeded 80/10/10 split"
 
 
@@ -63,6 +65,7 @@ def summarize(dataset: EchoDataset, report: CheckReport, split_file: str | None 
         "n_images": len(samples),
         "views": dict(sorted(Counter(s.view for s in samples if s.view).items())),
         "phases": dict(sorted(Counter(s.phase for s in samples if s.phase).items())),
+        "structures": list(dataset.structures),
         "labels": report.labels,
         "n_sizes": len(set(sizes)),
         "size_min": [min(h for h, _ in sizes), min(w for _, w in sizes)] if sizes else None,
@@ -90,9 +93,10 @@ def render(summary: dict) -> str:
                        for key in ("views", "phases") if s[key])
     rows = [
         ("Dataset", s["root"]),
-        ("Layout", f"{s['layout']} ({LAYOUTS[s['layout']]})"),
+        ("Layout", f"{s['layout']} ({LAYOUTS.get(s['layout'], 'unknown layout')})"),
         ("Patients", s["n_patients"]),
         ("Images", f"{s['n_images']}" + (f" ({counts})" if counts else "")),
+        ("Structures", ", ".join(s["structures"]) or "none"),
         ("Labels", ", ".join(str(v) for v in s["labels"]) or "none"),
         ("Size (HxW)", _range(s["size_min"], s["size_max"], "px", s["n_sizes"])),
         ("Spacing", _range(s["spacing_min_mm"], s["spacing_max_mm"], "mm (row x column)")
@@ -104,6 +108,7 @@ def render(summary: dict) -> str:
     if s["layout"] == "camus":
         rows.append(("Info fields", (", ".join(s["info_fields"]) or "none")
                      + f" ({s['n_with_info']} images with an Info cfg)"))
+    if s["layout"] in WITH_SEQUENCES:
         frames = s["sequence_frames"]
         rows.append(("Sequences", f"{s['n_sequences']}"
                      + (f" ({frames[0]}-{frames[1]} frames)" if frames else "")))

@@ -100,20 +100,38 @@ def common_grid(dirs: Sequence[Path | str]) -> dict:
     return {"grid": grid, "hausdorff_unit": unit}
 
 
+def scored_structures(tables: dict[str, dict[str, dict]]) -> list[str]:
+    """The structures every table scored: those with a Dice value (never NaN when scored) on
+    some image of each; a structure its data does not label has an empty column (NaN)."""
+    return [s for s in STRUCTURES
+            if all(any(not math.isnan(r[f"dice_{s}"]) for r in t.values())
+                   for t in tables.values())]
+
+
+def _outliers(rows: list[dict]) -> int | None:
+    """Images flagged as anatomical outliers; None when the criteria did not apply to any."""
+    flags = [r.get("anatomical_outlier", 0) for r in rows]
+    if flags and all(isinstance(f, float) and math.isnan(f) for f in flags):
+        return None
+    return int(sum(f == 1 for f in flags))
+
+
 def compare_tables(tables: dict[str, dict[str, dict]], pairs: str = "all") -> dict:
     """Per-model mean ± std and outliers, and Wilcoxon tests per metric and structure between
-    each pair of models (``pairs="all"``) or each model vs the first (``pairs="first"``)."""
+    each pair of models (``pairs="all"``) or each model vs the first (``pairs="first"``), on the
+    structures all of them scored (``structures``, see :func:`scored_structures`)."""
     names = list(tables)
     ids = sorted(tables[names[0]])
+    structures = scored_structures(tables)
     models = []
     for name in names:
         rows = [tables[name][i] for i in ids]
         entry: dict = {"name": name, "n_images": len(rows)}
         for metric, prefix in METRICS.items():
-            summary = {s: nan_stats(r[f"{prefix}_{s}"] for r in rows) for s in STRUCTURES}
+            summary = {s: nan_stats(r[f"{prefix}_{s}"] for r in rows) for s in structures}
             entry[metric] = {s: {"mean": st.mean, "std": st.std, "nan": st.nan}
                              for s, st in summary.items()}
-        entry["anatomical_outliers"] = int(sum(r.get("anatomical_outlier", 0) == 1 for r in rows))
+        entry["anatomical_outliers"] = _outliers(rows)
         models.append(entry)
     if pairs == "first":
         pairings = [(names[0], n) for n in names[1:]]
@@ -124,12 +142,12 @@ def compare_tables(tables: dict[str, dict[str, dict]], pairs: str = "all") -> di
     tests = []
     for a, b in pairings:
         for metric, prefix in METRICS.items():
-            for s in STRUCTURES:
+            for s in structures:
                 col = f"{prefix}_{s}"
                 result = wilcoxon_p([tables[a][i][col] for i in ids],
                                     [tables[b][i][col] for i in ids])
                 tests.append({"a": a, "b": b, "metric": metric, "structure": s, **result})
-    return {"n_images": len(ids), "models": models, "tests": tests}
+    return {"n_images": len(ids), "structures": structures, "models": models, "tests": tests}
 
 
 def _fmt_p(p: float) -> str:
@@ -140,7 +158,8 @@ def _fmt_p(p: float) -> str:
 
 def comparison_markdown(report: dict) -> str:
     """Markdown: a table of mean ± std per model, then a table of Wilcoxon p-values."""
-    heads = [f"{m} {s}" for m in ("Dice", "HD") for s in STRUCTURES]
+    structures = report.get("structures", list(STRUCTURES))
+    heads = [f"{m} {s}" for m in ("Dice", "HD") for s in structures]
     unit = report.get("hausdorff_unit", "?")
     grid = f", scored on grid {report['grid']}" if "grid" in report else ""
     lines = [f"Compared on {report['n_images']} images (paired by image id{grid}); Hausdorff "
@@ -150,11 +169,12 @@ def comparison_markdown(report: dict) -> str:
     for m in report["models"]:
         cells = []
         for metric, digits in (("dice", 3), ("hausdorff", 2)):
-            for s in STRUCTURES:
+            for s in structures:
                 st = m[metric][s]
                 cells.append("n/a" if math.isnan(st["mean"])
                              else f"{st['mean']:.{digits}f} ± {st['std']:.{digits}f}")
-        lines.append(f"| {m['name']} | " + " | ".join(cells) + f" | {m['anatomical_outliers']} |")
+        outliers = "n/a" if m["anatomical_outliers"] is None else m["anatomical_outliers"]
+        lines.append(f"| {m['name']} | " + " | ".join(cells) + f" | {outliers} |")
     lines += ["", "Wilcoxon signed-rank tests, two-sided p-values:", "",
               "| A vs B | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     by_pair: dict[tuple[str, str], list[str]] = {}

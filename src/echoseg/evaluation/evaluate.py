@@ -12,6 +12,9 @@ from echoseg.evaluation.sources import (
     items_from_files,
     items_from_predictor,
 )
+from echoseg.labels import STRUCTURES
+
+STRUCTURE_NAMES = tuple(STRUCTURES)
 
 
 def evaluate_model(
@@ -24,13 +27,15 @@ def evaluate_model(
     grid: str | int = "native",
     model: str = "",
     worst: int = 0,
+    structures: Sequence[str] = STRUCTURE_NAMES,
 ) -> Evaluation:
     """Run ``predict_batch`` (list of native-size 2D images -> list of native-size label maps)
     over ``samples`` (objects with id, patient, view, phase, image_path, label_path, spacing)
-    and score the results; other options as in ``evaluate_predictions``."""
+    and score the results on ``structures`` (the ones the data labels); other options as in
+    ``evaluate_predictions``."""
     items = items_from_predictor(predict_batch, list(samples), batch_size)
     return evaluate_predictions(items, postprocess=postprocess, prior_postprocess=prior_postprocess,
-                                grid=grid, model=model, worst=worst)
+                                grid=grid, model=model, worst=worst, structures=structures)
 
 
 def evaluate_folder(
@@ -41,6 +46,7 @@ def evaluate_folder(
     grid: str | int = "native",
     model: str = "",
     worst: int = 0,
+    structures: Sequence[str] = STRUCTURE_NAMES,
 ) -> Evaluation:
     """Score the prediction files in ``pred_dir`` (matched by sample id, see
     ``find_predictions``) against the samples' ground truths."""
@@ -48,4 +54,4 @@ def evaluate_folder(
     paths = find_predictions(pred_dir, [s.id for s in samples])
     items = items_from_files(samples, paths, with_images=worst > 0)
     return evaluate_predictions(items, postprocess=postprocess, grid=grid,
-                                model=model or str(pred_dir), worst=worst)
+                                model=model or str(pred_dir), worst=worst, structures=structures)

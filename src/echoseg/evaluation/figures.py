@@ -71,10 +71,12 @@ def case_figure(image: np.ndarray | None, gt: np.ndarray, pred: np.ndarray, path
 
 def write_worst_cases(cases: Sequence, out_dir: Path | str) -> list[Path]:
     """One ``case_figure`` per case (objects with row, image, gt, pred), named
-    ``NN_<id>.png`` in rank order (worst first), titled with the per-structure Dice."""
+    ``NN_<id>.png`` in rank order (worst first), titled with the Dice of each scored structure
+    (a structure the data does not label has None in the row and is left out)."""
     paths = []
     for rank, case in enumerate(cases, start=1):
-        scores = ", ".join(f"{s} {case.row[f'dice_{s}']:.3f}" for s in STRUCTURES)
+        scores = ", ".join(f"{s} {case.row[f'dice_{s}']:.3f}" for s in STRUCTURES
+                           if case.row.get(f"dice_{s}") is not None)
         title = f"{case.row['id']} - Dice {scores}"
         path = Path(out_dir) / f"{rank:02d}_{case.row['id']}.png"
         paths.append(case_figure(case.image, case.gt, case.pred, path, title))

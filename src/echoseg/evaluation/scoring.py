@@ -12,7 +12,12 @@ import numpy as np
 
 from echoseg.errors import DataError
 from echoseg.evaluation.grid import to_scoring_grid
-from echoseg.evaluation.summary import build_summary
+from echoseg.evaluation.summary import (
+    ALL_STRUCTURES,
+    anatomy_applies,
+    build_summary,
+    check_structures,
+)
 from echoseg.labels import NUM_CLASSES, STRUCTURES
 from echoseg.metrics import CRITERIA, anatomical_errors, dice, surface_distances
 from echoseg.metrics.distance import hausdorff_from_distances
@@ -51,7 +56,8 @@ class Case:
 
 @dataclass
 class Evaluation:
-    """Per-image rows (CSV order), the summary dict and the worst cases (lowest mean Dice first)."""
+    """Per-image rows (CSV order), the summary dict and the worst cases (lowest mean Dice over
+    the scored structures first)."""
 
     rows: list[dict]
     summary: dict
@@ -59,29 +65,40 @@ class Evaluation:
 
 
 def score_image(
-    pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float] | None = None
+    pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, float] | None = None,
+    structures: Iterable[str] = ALL_STRUCTURES,
 ) -> dict:
     """Score one prediction against its ground truth (same-shape 2D label maps).
 
     Returns a dict: dice_<S> (both-empty -> 1.0), hd_<S> (max Hausdorff) for S in LV, MYO, LA,
     in mm when ``spacing`` (row, col mm) is given else in pixels, NaN when the structure is
     missing from either map; anatomical_outlier and <criterion>_ok (pass flags, measured on the
-    prediction); then hd95_<S> (95th-percentile Hausdorff).
+    prediction); then hd95_<S> (95th-percentile Hausdorff). Every key is always there (the
+    CSV's columns do not change); a structure not in ``structures`` (not labelled in the data)
+    gets None, and so do the anatomical flags unless LV, MYO and LA are all scored.
     """
     if pred.shape != gt.shape:
         raise ValueError(f"shape mismatch: prediction {pred.shape} vs ground truth {gt.shape}")
+    scored = check_structures(structures)
     row: dict = {}
     hd95 = {}
     for name, label in STRUCTURES.items():
-        row[f"dice_{name}"] = dice(pred, gt, label)
+        row[f"dice_{name}"] = dice(pred, gt, label) if name in scored else None
     for name, label in STRUCTURES.items():
+        if name not in scored:
+            row[f"hd_{name}"] = hd95[f"hd95_{name}"] = None
+            continue
         distances = surface_distances(pred == label, gt == label, spacing)
         row[f"hd_{name}"] = hausdorff_from_distances(distances)
         hd95[f"hd95_{name}"] = hausdorff_from_distances(distances, 95)
-    anatomy = anatomical_errors(pred)
-    row["anatomical_outlier"] = bool(anatomy["outlier"])
-    for criterion in CRITERIA:
-        row[f"{criterion}_ok"] = bool(anatomy[f"{criterion}_ok"])
+    if anatomy_applies(scored):
+        anatomy = anatomical_errors(pred)
+        row["anatomical_outlier"] = bool(anatomy["outlier"])
+        for criterion in CRITERIA:
+            row[f"{criterion}_ok"] = bool(anatomy[f"{criterion}_ok"])
+    else:
+        row["anatomical_outlier"] = None
+        row.update({f"{criterion}_ok": None for criterion in CRITERIA})
     row.update(hd95)
     return row
 
@@ -113,6 +130,7 @@ def evaluate_predictions(
     model: str = "",
     worst: int = 0,
     prior_postprocess: str = "none",
+    structures: Iterable[str] = ALL_STRUCTURES,
 ) -> Evaluation:
     """Score every item and summarize.
 
@@ -120,9 +138,12 @@ def evaluate_predictions(
     grid; ``prior_postprocess`` records post-processing the predictor already applied (it is
     not re-applied). ``grid`` is "native" (the ground truth's grid: Hausdorff in mm when the
     spacing is known, else pixels) or a size S (S x S, as the paper's 256). Keeps the ``worst``
-    images with the lowest mean Dice for figures. Raises DataError on an invalid item (bad
-    labels, duplicate id, no items) before anything is returned.
+    images with the lowest mean Dice for figures. Only ``structures`` (those the dataset
+    labels, e.g. ``dataset.structures``) are scored, ranked and summarized: see
+    ``score_image`` and ``build_summary``. Raises DataError on an invalid item (bad labels,
+    duplicate id, no items) before anything is returned.
     """
+    scored = check_structures(structures)
     apply = parse_postprocess(postprocess)
     rows: list[dict] = []
     heap: list[tuple[float, int, Case]] = []
@@ -138,11 +159,11 @@ def evaluate_predictions(
         pred, gt, spacing = to_scoring_grid(pred, gt, item.spacing, grid)
         pred = apply(pred)
         row = {"id": item.id, "patient": item.patient, "view": item.view, "phase": item.phase}
-        row.update(score_image(pred, gt, spacing))
+        row.update(score_image(pred, gt, spacing, scored))
         units.add("mm" if spacing is not None else "px")
         rows.append(row)
         if worst > 0:
-            mean_dice = float(np.mean([row[f"dice_{s}"] for s in STRUCTURES]))
+            mean_dice = float(np.mean([row[f"dice_{s}"] for s in scored]))
             # max-heap on mean Dice (negated), so the best of the kept cases is dropped first
             heapq.heappush(heap, (-mean_dice, -next(counter), Case(row, pred, gt, item.image)))
             if len(heap) > worst:
@@ -156,6 +177,7 @@ def evaluate_predictions(
         model=model,
         grid=grid,
         hausdorff_unit=units.pop() if len(units) == 1 else "mixed",
+        structures=scored,
     )
     cases = [case for _, _, case in sorted(heap, key=lambda t: (-t[0], -t[1]))]
     return Evaluation(rows, summary, cases)

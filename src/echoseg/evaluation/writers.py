@@ -54,7 +54,8 @@ def _cell(value) -> str:
 
 
 def per_image_csv(rows: list[dict]) -> str:
-    """CSV text of per-image rows, columns in the rows' key order; booleans as 1/0, NaN as nan."""
+    """CSV text of per-image rows, columns in the rows' key order; booleans as 1/0, NaN as nan,
+    None (a structure the data does not label, anatomy that does not apply) as an empty cell."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = list(rows[0])
@@ -150,12 +151,14 @@ def _is_metric(column: str) -> bool:
             or column.endswith("_ok"))
 
 
-def _row(row: dict, where: str, line: int) -> dict:
+def _row(row: dict, where: str, line: int, unscored: frozenset[str] = frozenset()) -> dict:
     parsed = {}
     for column, value in row.items():
         place = f"{where}: line {line}, column {printable(column)}"
         if column in TEXT_COLUMNS:
             parsed[column] = value
+        elif column in unscored:
+            parsed[column] = math.nan
         elif _is_metric(column):
             parsed[column] = _number(column, value, place)
         else:  # a column of another tool's: kept, as a number where it is one
@@ -168,7 +171,9 @@ def _row(row: dict, where: str, line: int) -> dict:
 def read_per_image_csv(path: Path | str) -> list[dict]:
     """Rows of a per_image.csv: id/patient/view/phase as strings, metric columns (dice_*, hd_*,
     hd95_*, anatomical_outlier, *_ok) as floats (NaN for "nan"), any other column as a float
-    where it parses, else a string.
+    where it parses, else a string. A metric column empty on every row (a structure the data
+    does not label, anatomical criteria that do not apply) reads as NaN throughout; a single
+    empty cell among numbers is an error.
 
     Raises DataError naming the file (and the line and column) when it is missing or not
     readable, not UTF-8 text, not CSV, lacks a column of ``REQUIRED_COLUMNS``, has a row of
@@ -199,16 +204,18 @@ def _read_rows(reader, path: Path) -> list[dict]:
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise DataError(f"{path}: not a per_image.csv (no column {', '.join(missing)})")
-        rows = []
+        lines = []
         for cells in reader:
             if not cells:  # a blank line
                 continue
             if len(cells) != len(header):
                 raise DataError(f"{path}: line {reader.line_num} has {len(cells)} fields, the "
                                 f"header {len(header)}")
-            rows.append(_row(dict(zip(header, cells, strict=True)), str(path), reader.line_num))
+            lines.append((reader.line_num, dict(zip(header, cells, strict=True))))
     except csv.Error as exc:
         raise DataError(f"{path}: line {reader.line_num}: not a CSV file ({exc})") from None
-    if not rows:
+    if not lines:
         raise DataError(f"{path}: no image rows (only a header)")
-    return rows
+    unscored = frozenset(c for c in header if _is_metric(c)
+                         and not any(cells[c] for _, cells in lines))
+    return [_row(cells, str(path), line, unscored) for line, cells in lines]
