@@ -5,7 +5,9 @@ For a sequence with key K:
 
 - ``K_sequence.json``: the LV area curve (mm² with spacing, else px²), ED/ES per cycle, frames
   flagged as segmentation failures, FAC, frame-to-frame Dice per structure and flicker frames
-  (``echoseg.clinical.sequence.sequence_summary``), and, for a CAMUS sequence whose
+  (``echoseg.clinical.sequence.sequence_summary``), the frames the calibrated quality flag
+  flagged (``quality_flagged_frames``, 0-based; null when the model has no quality
+  thresholds, see ``echoseg.metrics.quality``) and, for a CAMUS sequence whose
   ``Info_<view>.cfg`` lies beside it, the detected minus the Info cfg's ED/ES frames;
 - ``K_curve.png`` (the curve with the chosen frames) and ``K_temporal.png`` (frame-to-frame Dice,
   flicker shaded);
@@ -39,6 +41,7 @@ REFERENCE_KEYS = ("LVedv", "LVesv", "LVef")
 @dataclass
 class SequenceResult:
     """One segmented sequence kept for the patient-level measurement: its labels (T, H, W),
+    cropped to the bounding box of all their foreground,
     spacing (mm, row/col) or None, and its detected ED and ES frames (0-based)."""
 
     labels: np.ndarray
@@ -69,9 +72,11 @@ def info_beside(path: Path, view: str) -> dict | None:
 
 def write_sequence_outputs(out_dir: Path, key: str, input_path: Path, frames: list[np.ndarray],
                            labels: list[np.ndarray], spacing: Spacing,
-                           frame_time_ms: float | None) -> SequenceResult | None:
+                           frame_time_ms: float | None,
+                           quality_flagged: list[int] | None = None) -> SequenceResult | None:
     """Write K_sequence.json, K_curve.png, K_temporal.png (and K_overlay.avi for a video
-    input) for one sequence; returns what the patient-level measurement needs (None when no
+    input) for one sequence; ``quality_flagged``: the frames the quality flag flagged (None:
+    no quality thresholds). Returns what the patient-level measurement needs (None when no
     ED or ES frame was found). Raises
     EchosegError (DataError) or ValueError when the sequence cannot be analysed."""
     from echoseg.clinical.figures import curve_figure, temporal_figure
@@ -93,7 +98,11 @@ def write_sequence_outputs(out_dir: Path, key: str, input_path: Path, frames: li
     if info is not None and "ED" in info and "ES" in info:
         ed, es = reference_phases(info)
         reference = (ed, es) if max(ed, es) < len(volume) else None
+    rows, cols = np.flatnonzero(volume.any(axis=(0, 2))), np.flatnonzero(volume.any(axis=(0, 1)))
+    # every measure below is the same on the labels' bounding box, which is cheaper to scan
+    volume = volume[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     summary = sequence_summary(volume, spacing, frame_time_ms, reference=reference)
+    summary["quality_flagged_frames"] = quality_flagged
     summary["input"] = str(input_path)
     write_text(out_dir / f"{key}_sequence.json", json.dumps(summary, indent=1) + "\n")
     curve = area_curve(volume, spacing)
@@ -107,7 +116,8 @@ def write_sequence_outputs(out_dir: Path, key: str, input_path: Path, frames: li
         from echoseg.io.video import write_overlay_video
 
         fps = None if frame_time_ms is None else 1000.0 / frame_time_ms
-        write_overlay_video(out_dir / f"{key}_overlay.avi", np.stack(frames), volume, fps)
+        write_overlay_video(out_dir / f"{key}_overlay.avi", np.stack(frames), np.stack(labels),
+                            fps)
     if phases.ed_frame is None or phases.es_frame is None:
         return None
     return SequenceResult(volume, spacing, int(phases.ed_frame), int(phases.es_frame))
