@@ -23,7 +23,10 @@ SEEDED = "seeded 80/10/10 split"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg info`."""
-    parser.add_argument("data", metavar="DATA", help="dataset folder")
+    parser.add_argument("data", metavar="DATA", nargs="?", help="dataset folder")
+    parser.add_argument("--system", action="store_true",
+                        help="describe this machine instead: CPU and flags, GPU, versions, "
+                        "runtimes and the fast paths in use")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--split-file", metavar="F", default=None,
                         help="JSON split file or CAMUS subgroup folder (default: found in DATA)")
@@ -33,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; returns 0 without problems, 2 with."""
+    if args.system:
+        return _system(args)
+    if args.data is None:
+        from echoseg.errors import ConfigError
+
+        raise ConfigError("give a dataset folder DATA, or --system")
     dataset = open_dataset(args.data, strict=False)
     summary = summarize(dataset, check(dataset), args.split_file, args.seed)
     if args.json:
@@ -131,3 +140,17 @@ def _source(source: str | None) -> str:
     if not source:
         return ""
     return f" ({source})" if source.startswith(SEEDED) else f" (from {source})"
+
+
+def _system(args: argparse.Namespace) -> int:
+    """``echoseg info --system``: the machine report; returns 0."""
+    from echoseg.system_info import render_system, system_report
+
+    report = system_report()
+    if args.json:
+        import json
+
+        print(json.dumps(report, indent=1))
+    else:
+        print(render_system(report))
+    return 0
