@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "nnunet": "Export a dataset and its split for nnU-Net v2.",
     "export": "Write a model as ONNX or OpenVINO IR (fp32 or int8), checked on real images.",
     "ef": "LV volumes and ejection fraction per patient, and their agreement with a reference.",
+    "quality": "Calibrate the quality flag of predictions on a dataset's expert masks.",
 }
 
 

@@ -22,6 +22,7 @@ from echoseg.inference.runtimes import (
     resolve_runtime,
 )
 from echoseg.inference.segmenter import Segmenter
+from echoseg.metrics.quality import QualityThresholds, load_thresholds
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 EXPORTED_SUFFIXES = (".onnx", ".xml")  # ONNX, OpenVINO IR
@@ -63,7 +64,9 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
     ``auto``, a failing export falls back to PyTorch with a warning.
 
     Bundled weights are a plain state dict with the config in a JSON file beside them
-    (``<name>.json``, key ``config``); checkpoints carry their config inside. Raises
+    (``<name>.json``, key ``config``); checkpoints carry their config inside. Calibrated
+    quality thresholds, when stored with the weights (:func:`quality_path`), become the
+    Segmenter's ``quality``. Raises
     EchosegError naming the file for a checkpoint, sidecar or config that is broken, and for
     weights that do not fit the model their config describes; ConfigError (one line) for a
     runtime that is unknown, not installed or cannot run this kind of file.
@@ -89,7 +92,7 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
                 raise
             warnings.warn(f"{exc}; running on PyTorch instead", stacklevel=2)
     return Segmenter(model, config, name=name, device=device, postprocess=postprocess,
-                     backend=backend)
+                     backend=backend, quality=quality_beside(path, config.data.size))
 
 
 def load_torch(path: Path):
@@ -129,7 +132,31 @@ def load_exported(path: Path, device: str, postprocess: str | None, runtime: str
     backend = open_backend(path, chosen, device)
     return Segmenter(None, config, name=meta.get(f"{PREFIX}name") or str(path), device=device,
                      postprocess=postprocess or meta.get(f"{PREFIX}postprocess"),
-                     backend=backend)
+                     backend=backend, quality=quality_beside(path, config.data.size))
+
+
+def quality_path(weights: Path) -> Path | None:
+    """The quality-threshold file stored with ``weights``: ``<stem>.quality.json`` beside it
+    (bundled ``lightweight.pt`` -> ``lightweight.quality.json``), else ``quality.json`` in its
+    folder (a run folder); None when there is neither."""
+    for candidate in (weights.with_suffix(".quality.json"), weights.parent / "quality.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def quality_beside(weights: Path, size: int) -> QualityThresholds | None:
+    """The calibrated quality thresholds stored with ``weights`` (see :func:`quality_path`),
+    or None. Raises EchosegError naming the file when it is broken or was calibrated on
+    another grid than the model's ``size`` x ``size``."""
+    path = quality_path(weights)
+    if path is None:
+        return None
+    quality = load_thresholds(path)
+    if tuple(quality.shape) != (size, size):
+        raise EchosegError(f"{path}: calibrated on a {quality.shape[0]}x{quality.shape[1]} "
+                           f"grid, but the model's grid is {size}x{size}")
+    return quality
 
 
 def exported_runtime(path: Path, runtime: str, device: str) -> str:

@@ -30,11 +30,13 @@ from echoseg.evaluation.figures import overlay
 from echoseg.inference.files import OVERLAY_SUFFIX, SEG_SUFFIX
 from echoseg.io.dicom import Region, crop_region
 from echoseg.labels import STRUCTURES
-from echoseg.metrics import is_anatomical_outlier
+from echoseg.metrics import anatomical_errors
+from echoseg.metrics.quality import QualityThresholds, flags_from_errors
 
 CSV_COLUMNS = ("input", "frame", "output",
                *(f"area_{s}_px" for s in STRUCTURES), *(f"area_{s}_mm2" for s in STRUCTURES),
-               "anatomically_plausible", "seconds", "note", "runtime")
+               "anatomically_plausible", "quality_ok", "quality_failed", "seconds", "note",
+               "runtime")
 
 
 def write_label_map_atomic(path: Path, labels: np.ndarray, spacing: Spacing) -> Path:
@@ -103,12 +105,16 @@ def write_outputs(out_dir: Path, key: str, ext: str, frames: list[np.ndarray],
 
 def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarray,
               spacing: Spacing, seconds: float, note: str = "", runtime: str = "",
-              checked: np.ndarray | None = None) -> dict:
+              checked: np.ndarray | None = None,
+              quality: QualityThresholds | None = None) -> dict:
     """One CSV row: areas per structure in pixels and in mm² (None when the spacing is
     unknown), anatomical plausibility (no CAMUS criterion fails on ``checked``, by default
-    ``labels``; see :func:`plausibility_map`), the seconds spent, a note on what was done to
-    the input ("" when nothing, e.g. "3 non-finite pixels set to the image minimum") and the
-    runtime that ran the network (torch, onnxruntime, openvino)."""
+    ``labels``; see :func:`plausibility_map`), the calibrated quality flag on the same map
+    (``quality_ok``, and the criteria that failed joined by ';' in ``quality_failed``; both
+    None, i.e. empty cells, without ``quality`` thresholds; see ``echoseg.metrics.quality``),
+    the seconds spent, a note on what was done to the input ("" when nothing, e.g. "3
+    non-finite pixels set to the image minimum") and the runtime that ran the network (torch,
+    onnxruntime, openvino). The criteria are measured once for both flags."""
     counts = np.bincount(labels.ravel(), minlength=len(STRUCTURES) + 1)
     row: dict = {"input": str(input_path), "frame": frame, "output": output}
     pixel_mm2 = spacing[0] * spacing[1] if spacing is not None else None
@@ -117,8 +123,12 @@ def frame_row(input_path: Path | str, frame: int, output: str, labels: np.ndarra
     for name, label in STRUCTURES.items():
         mm2 = None if pixel_mm2 is None else round(float(counts[label]) * pixel_mm2, 6)
         row[f"area_{name}_mm2"] = mm2
-    row["anatomically_plausible"] = not is_anatomical_outlier(labels if checked is None
-                                                              else checked)
+    errors = anatomical_errors(labels if checked is None else checked)
+    row["anatomically_plausible"] = not errors["outlier"]
+    row["quality_ok"] = row["quality_failed"] = None
+    if quality is not None:
+        ok, failed = flags_from_errors(errors, quality)
+        row["quality_ok"], row["quality_failed"] = ok, ";".join(failed)
     row["seconds"] = round(seconds, 6)
     row["note"] = note
     row["runtime"] = runtime

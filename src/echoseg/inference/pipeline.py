@@ -196,26 +196,33 @@ class FilePredictor:
             self._fail(file, f"cannot write outputs ({failure_reason(exc)})")
             return
         output = relative_output(seg_path, self.out_dir)
-        for t, lbl in enumerate(labels):
-            self.rows.append(frame_row(file.path, t, output, lbl, loaded.spacing, seconds,
-                                       note=loaded.notes[t] if t < len(loaded.notes) else "",
-                                       runtime=getattr(self.segmenter, "runtime", ""),
-                                       checked=self._checked(lbl, loaded.region)))
+        quality = getattr(self.segmenter, "quality", None)
+        own = [frame_row(file.path, t, output, lbl, loaded.spacing, seconds,
+                         note=loaded.notes[t] if t < len(loaded.notes) else "",
+                         runtime=getattr(self.segmenter, "runtime", ""),
+                         checked=self._checked(lbl, loaded.region), quality=quality)
+               for t, lbl in enumerate(labels)]
+        self.rows.extend(own)
         if loaded.sequence:
-            self._write_sequence(loaded, labels)
+            flagged = None if quality is None else [t for t, row in enumerate(own)
+                                                    if not row["quality_ok"]]
+            self._write_sequence(loaded, labels, flagged)
         self.on_file(file.path)
 
     def _note(self, line: str) -> None:
         self.notes.append(line)
         self.on_note(line)
 
-    def _write_sequence(self, loaded: Loaded, labels: list[np.ndarray]) -> None:
-        """Curves, ED/ES and consistency of a sequence; a sequence that cannot be analysed
-        keeps its label maps and gets a note."""
+    def _write_sequence(self, loaded: Loaded, labels: list[np.ndarray],
+                        quality_flagged: list[int] | None = None) -> None:
+        """Curves, ED/ES and consistency of a sequence (with the frames the quality flag
+        flagged, None without quality thresholds); a sequence that cannot be analysed keeps
+        its label maps and gets a note."""
         file = loaded.file
         try:
             result = write_sequence_outputs(self.out_dir, file.key, file.path, loaded.frames,
-                                            labels, loaded.spacing, loaded.frame_time_ms)
+                                            labels, loaded.spacing, loaded.frame_time_ms,
+                                            quality_flagged=quality_flagged)
         except (EchosegError, WriteError, ValueError, OSError) as exc:
             self._note(f"{file.path}: no sequence analysis ({failure_reason(exc)})")
             return

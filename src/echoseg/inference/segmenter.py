@@ -11,6 +11,7 @@ from echoseg.config import Config
 from echoseg.data.preprocess import image_to_grid, label_to_native
 from echoseg.errors import EchosegError
 from echoseg.inference.runtimes import Backend, TorchBackend
+from echoseg.metrics.quality import QualityThresholds
 from echoseg.postprocess import parse_postprocess
 
 
@@ -25,11 +26,14 @@ class Segmenter:
     running ``model`` on ``device``; ``runtime`` names it (torch, onnxruntime, openvino) and
     ``device`` is where it runs. ``model`` is the PyTorch module when there is one (None for
     an exported .onnx/.xml file); results are the same whatever the runtime, up to float noise.
+    ``quality``: the calibrated quality thresholds stored with the weights
+    (``echoseg.metrics.quality``, on this model's grid), or None.
     """
 
     def __init__(self, model: torch.nn.Module | None, config: Config, name: str = "model",
                  device: str | torch.device = "cpu", postprocess: str | None = None,
-                 backend: Backend | None = None) -> None:
+                 backend: Backend | None = None,
+                 quality: QualityThresholds | None = None) -> None:
         if backend is None:
             if model is None:
                 raise ValueError("Segmenter needs a model or a backend")
@@ -43,6 +47,7 @@ class Segmenter:
         self.size = config.data.size
         self.postprocess_spec = postprocess or config.postprocess
         self._postprocess = parse_postprocess(self.postprocess_spec)
+        self.quality = quality
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Label map (H, W) uint8 for one 2D image (H, W)."""
