@@ -49,11 +49,11 @@ def main() -> None:
     print(f"import torch: {T_TORCH - T_START:.2f} s")
     timed("device context", lambda: torch.zeros(1, device=dev))
     t0 = time.perf_counter()
+    from echoseg.checkpoint import save_checkpoint
     from echoseg.config import load_config
     from echoseg.losses.class_sums import _binned_label_sums, _masked_label_sums, softmax_parts
     from echoseg.models import build_model
     from echoseg.training.batches import BatchSource
-    from echoseg.training.checkpoint import save_checkpoint
     from echoseg.training.data import load_training_arrays
     from echoseg.training.loop import prepare_device, step_parts
     from echoseg.training.validate import validate

@@ -26,7 +26,7 @@ from echoseg.inference import load_model
 from echoseg.inference.files import find_inputs
 from echoseg.inference.pipeline import FilePredictor
 from echoseg.inference.runtimes import RUNTIMES, installed
-from echoseg.training.provenance import machine_description
+from echoseg.provenance import machine_description
 
 DEFAULT_SEQUENCE = (Path(__file__).resolve().parents[1].parent / "shared" / "data"
                     / "echo_toolkit" / "a4c_sequence.nii.gz")

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import echoseg.data.cache as cache_module
-from echoseg.data.cache import default_cache_dir, load_arrays
+from echoseg.data.cache import load_arrays
 from echoseg.data.dataset import open_dataset
 from echoseg.data.preprocess import image_to_grid, label_to_grid
 from echoseg.data.readers import read_image, write_image
 from echoseg.errors import DataError
+from echoseg.paths import default_cache_dir
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import pytest
 import torch
 import yaml
 
+from echoseg.checkpoint import load_checkpoint
 from echoseg.cli import main
 from echoseg.config import load_config
 from echoseg.errors import ConfigError, EchosegError
 from echoseg.training import loop, train
-from echoseg.training.checkpoint import load_checkpoint
 
 TINY = ["model.encoder=[8, 8, 16]", "model.decoder=[8, 8]", "data.size=64",
         "train.batch_size=4", "train.lr=0.01"]
@@ -197,7 +197,7 @@ def test_init_from_with_other_architecture_is_one_clear_error(tiny_config, tmp_p
 
 
 def test_git_commit_named_in_the_environment_wins(monkeypatch, tmp_path):
-    from echoseg.training.provenance import git_commit
+    from echoseg.provenance import git_commit
 
     assert git_commit(tmp_path) is None  # not a repository
     monkeypatch.setenv("ECHOSEG_GIT_COMMIT", "328b75c")
@@ -247,7 +247,7 @@ def test_swa_longer_than_the_run_is_a_config_error(tiny_config, tmp_path):
 
 
 def test_best_snapshot_survives_the_next_save_of_last(tmp_path, monkeypatch):
-    from echoseg.training.checkpoint import save_checkpoint, snapshot_checkpoint
+    from echoseg.checkpoint import save_checkpoint, snapshot_checkpoint
 
     last, best = tmp_path / "last.pt", tmp_path / "best.pt"
     save_checkpoint(last, {"model": {"w": torch.tensor([1.0])}, "epoch": 1})

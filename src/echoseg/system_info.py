@@ -8,7 +8,7 @@ import os
 import platform
 from importlib import metadata
 
-from echoseg.training.provenance import cpu_flags, cpu_model, git_commit
+from echoseg.provenance import cpu_flags, cpu_model, git_commit
 
 PACKAGES = ("echoseg", "torch", "numpy", "scipy", "SimpleITK", "opencv-python-headless",
             "albumentations", "pydicom", "onnx", "onnxruntime", "openvino", "nncf", "ray")

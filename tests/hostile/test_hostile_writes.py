@@ -20,10 +20,10 @@ import torch
 
 from conftest import TINY_CONFIG, assert_one_error, gray_image, snapshot
 from echoseg.atomic import WriteError, atomic_write, atomic_write_text
+from echoseg.checkpoint import save_checkpoint, snapshot_checkpoint
 from echoseg.data.readers import write_image
 from echoseg.errors import EchosegError
 from echoseg.outdir import prepare_output_dir
-from echoseg.training.checkpoint import save_checkpoint, snapshot_checkpoint
 
 TRAIN_TINY = [f"--set={s}" for s in (
     "model.encoder=[8, 8, 16]", "model.decoder=[8, 8]", f"data.size={TINY_CONFIG['data']['size']}",

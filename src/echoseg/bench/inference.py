@@ -36,7 +36,7 @@ class Subject:
 
 def machine() -> dict:
     """{"cpu", "flags", "threads", "gpu"} of this machine (gpu: CUDA device name or None)."""
-    from echoseg.training.provenance import cpu_flags, cpu_model
+    from echoseg.provenance import cpu_flags, cpu_model
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {"cpu": cpu_model(), "flags": cpu_flags(), "threads": torch.get_num_threads(),

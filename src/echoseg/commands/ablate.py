@@ -114,9 +114,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_inputs(plan, out: Path, device: str) -> None:
     """DIR/plan.yaml (the plan as given) and DIR/provenance.json."""
+    from echoseg import provenance
     from echoseg.atomic import atomic_write_text
     from echoseg.evaluation.writers import json_text
-    from echoseg.training import provenance
 
     atomic_write_text(out / "plan.yaml", plan.path.read_text(encoding="utf-8"))
     record = {**provenance.collect(device, 0), "machine": provenance.machine_description()}
@@ -125,8 +125,7 @@ def _write_inputs(plan, out: Path, device: str) -> None:
 
 def _settings(args, plan, study, results: dict, reduced: list[str], out: Path,
               seconds: float) -> dict:
-    from echoseg import __version__
-    from echoseg.training import provenance
+    from echoseg import __version__, provenance
 
     rule = plan.rule
     return {

@@ -171,10 +171,10 @@ def _report_problems(results: dict) -> int:
 @removes_unused_output_dirs
 def run(args: argparse.Namespace) -> int:
     """Check the options, measure every patient, print and write; returns the exit code."""
+    from echoseg import provenance
     from echoseg.clinical.agreement import compare_sources
     from echoseg.clinical.report import console_text, write_report
     from echoseg.evaluation.writers import json_text
-    from echoseg.training import provenance
 
     _check(args)
     if args.out:

@@ -21,13 +21,9 @@ from echoseg.data.preprocess import image_to_grid, label_to_grid
 from echoseg.data.sample import Sample
 from echoseg.data.threads import thread_map
 from echoseg.errors import DataError
+from echoseg.paths import default_cache_dir
 
 CACHE_VERSION = 1  # bump when the preprocessing changes what is stored
-
-
-def default_cache_dir() -> Path:
-    """``$ECHOSEG_CACHE`` when set, else ``~/.cache/echoseg``."""
-    return Path(os.environ.get("ECHOSEG_CACHE") or Path.home() / ".cache" / "echoseg")
 
 
 def load_arrays(samples: Sequence[Sample], size: int, cache_dir: Path | str | None = None,

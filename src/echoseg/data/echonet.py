@@ -32,13 +32,13 @@ import numpy as np
 from PIL import Image
 
 from echoseg.atomic import atomic_write_bytes, failure_reason
-from echoseg.data.cache import default_cache_dir
 from echoseg.data.names import split_extension
 from echoseg.data.regular import read_text_file
 from echoseg.data.sample import Sample, Scan, SequenceFile
 from echoseg.data.threads import thread_map
 from echoseg.errors import DataError, EchosegError
 from echoseg.io import video
+from echoseg.paths import default_cache_dir
 
 FILE_LIST, TRACINGS, VIDEOS = "FileList.csv", "VolumeTracings.csv", "Videos"
 STRUCTURES = ("LV",)  # what EchoNet labels

@@ -40,8 +40,8 @@ def _bundled_record(path: Path) -> dict:
 
 
 def _checkpoint_record(path: Path) -> dict:
+    from echoseg.checkpoint import load_checkpoint
     from echoseg.errors import EchosegError
-    from echoseg.training.checkpoint import load_checkpoint
 
     try:
         state = load_checkpoint(path)

@@ -23,8 +23,8 @@ import torch
 
 from echoseg.atomic import TMP_SUFFIX, WriteError, failure_reason
 from echoseg.config import Config, to_dict
-from echoseg.data.cache import default_cache_dir
 from echoseg.errors import EchosegError
+from echoseg.paths import default_cache_dir
 
 EXPORT_VERSION = 1  # bump when the exporter's output changes, so old cache entries are unused
 CACHE_HINT = "set ECHOSEG_CACHE to a writable folder"

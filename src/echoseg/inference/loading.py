@@ -97,9 +97,9 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
 
 def load_torch(path: Path):
     """(model, config) of PyTorch weights at ``path`` (checkpoint or bundled state dict)."""
+    from echoseg.checkpoint import load_checkpoint
     from echoseg.models import build_model
-    from echoseg.training.checkpoint import load_checkpoint
-    from echoseg.training.restore import load_weights
+    from echoseg.restore import load_weights
 
     state = load_checkpoint(path)
     if state.get("config") is not None:

@@ -115,7 +115,7 @@ def _build(name: str) -> Path:
     parts = [source, *(headers[h] for h in sorted(headers)),
              *(text.encode() for text in (compiler, " ".join(flags), _version(compiler), _cpu()))]
     key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
-    from echoseg.data.cache import default_cache_dir  # the data layer: only when building
+    from echoseg.paths import default_cache_dir
 
     cache = Path(os.environ.get("ECHOSEG_KERNEL_CACHE") or default_cache_dir() / "kernels")
     target = cache / f"{name}-{key}.so"

@@ -15,24 +15,24 @@ from pathlib import Path
 
 import torch
 
-from echoseg import native
+from echoseg import native, provenance
 from echoseg.atomic import atomic_write_text
+from echoseg.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
 from echoseg.config import Config, dump_config, to_dict
 from echoseg.devices import resolve_device
 from echoseg.errors import EchosegError
 from echoseg.labels import STRUCTURES
 from echoseg.losses import build_loss
 from echoseg.models import build_model
-from echoseg.training import compiling, provenance, swa
+from echoseg.restore import load_optimizer, load_weights, restoring
+from echoseg.training import compiling, swa
 from echoseg.training.batches import BatchSource
-from echoseg.training.checkpoint import load_checkpoint, save_checkpoint, snapshot_checkpoint
 from echoseg.training.cuda_graph import CudaGraphStep
 from echoseg.training.data import load_training_arrays
 from echoseg.training.distill import Teachers, soft_cross_entropy
 from echoseg.training.heap import keep_freed_memory
 from echoseg.training.optim import EarlyStopping, build_optimizer, build_scheduler, step_scheduler
 from echoseg.training.progress import TrainingProgress
-from echoseg.training.restore import load_optimizer, load_weights, restoring
 from echoseg.training.resuming import check_resume
 from echoseg.training.runfolder import run_folder
 

@@ -13,7 +13,7 @@ import torch
 
 from echoseg.atomic import WriteError, atomic_write, check_written, failure_reason
 from echoseg.errors import EchosegError
-from echoseg.training.restore import entry_names, load_failure
+from echoseg.restore import entry_names, load_failure
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

@@ -26,7 +26,7 @@ from echoseg.errors import short_name as _name
 
 def load_weights(model: nn.Module, state: Mapping[str, Any], path: str | Path) -> None:
     """Copy ``state["model"]`` (a state dict read by
-    :func:`~echoseg.training.checkpoint.load_checkpoint`) into ``model``; raises EchosegError
+    :func:`~echoseg.checkpoint.load_checkpoint`) into ``model``; raises EchosegError
     ``<path>: its weights do not fit this model (...)`` naming the first difference, and the
     first model setting that differs when the checkpoint carries its config."""
     weights = state["model"]
