@@ -189,8 +189,12 @@ def test_export_command_checks_itself(samples_root, tmp_path, monkeypatch, capsy
     assert main(["export", "lightweight", "--out", str(out), "--verify", str(samples_root),
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["passed"] and report["files"] == [str(out)] and out.is_file()
+    quality = tmp_path / "lw.quality.json"
+    assert report["passed"] and report["files"] == [str(out), str(quality)] and out.is_file()
     assert report["verify"]["images"] == 4
+    from echoseg.inference import load_model  # the file alone flags frames as its weights do
+
+    assert load_model(out).quality == load_model("lightweight").quality
     assert report["verify"]["fp32"]["max_abs_logit_diff"] <= 1e-3
 
     monkeypatch.setattr(checks, "MAX_LOGIT_DIFF", 0.0)  # no export can pass this

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 VERIFY_IMAGES = 16
 
@@ -86,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
     report = export_model(segmenter, args.format, args.out, verify=verify,
                           calibration=calibration, opset=args.opset,
                           provenance=model_provenance(args.model))
+    if segmenter.quality is not None:  # the file alone must flag frames as its weights did
+        from echoseg.metrics.quality import save_thresholds
+
+        quality = Path(args.out).with_suffix(".quality.json")
+        save_thresholds(segmenter.quality, quality)
+        report["files"].append(str(quality))
     if args.json:
         print(json.dumps(report, sort_keys=False))
     else:
