@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session, start to finish: check the CUDA-graph step against eager steps (pytest -m
+# One GPU run, start to finish: check the CUDA-graph step against eager steps (pytest -m
 # cuda), measure training speed (eager, and replayed from a CUDA graph; torch.compile modes on
 # request), run the paper's 100-epoch schedule at 256² in the fastest of those modes (the speed
 # target of issue 3: its wall_s in runs.txt, its time split in timing.txt) and, when asked,
@@ -14,7 +14,7 @@
 # shipped recipe, which then reserves 230 s of the budget and cuts the 256² run short, and
 # infer for inference latency: lightweight vs nnunet2d at 256², the ≤ 1.35 ms/frame and
 # ≥ 4x targets).
-# At most 8 files come back from a lease: keep what this writes under $OUT to 8.
+# What this writes under $OUT is kept to 8 files (small enough to copy back from a GPU machine).
 # Wheels in .whl/ (packages the machine lacks) are installed to /tmp/site first when present.
 # Set ECHOSEG_GIT_COMMIT to the commit you ship: a copied tree's .git may be stale.
 set -u

@@ -32,10 +32,11 @@ def git_commit(repo: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that decide a run's numbers."""
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+    """Installed versions (None: not installed) of ``names``, by default the packages that
+    decide a run's numbers."""
     versions: dict[str, str | None] = {}
-    for name in PACKAGES:
+    for name in names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
 
-from echoseg.provenance import cpu_flags, cpu_model, git_commit
+from echoseg.provenance import cpu_flags, cpu_model, git_commit, package_versions
 
 PACKAGES = ("echoseg", "torch", "numpy", "scipy", "SimpleITK", "opencv-python-headless",
             "albumentations", "pydicom", "onnx", "onnxruntime", "openvino", "nncf", "ray")
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def kernel_status() -> dict[str, dict]:
@@ -49,7 +41,7 @@ def system_report(probe_kernels: bool = True) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "git_commit": git_commit(),
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": package_versions(PACKAGES),
         "runtimes": {"installed": [r for r in RUNTIMES[1:] if installed(r)],
                      "auto_cpu": resolve_runtime("auto", "cpu"),
                      "auto_cuda": resolve_runtime("auto", "cuda") if gpus else None},

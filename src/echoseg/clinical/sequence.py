@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, median_filter
 
-from echoseg.clinical.temporal import temporal_summary
+from echoseg.clinical.temporal import present_structures, temporal_dice, temporal_summary
 from echoseg.clinical.volumes import ejection_fraction
 from echoseg.errors import DataError
 from echoseg.labels import LV, STRUCTURES
@@ -298,14 +298,23 @@ def compare_phases(phases: Phases, ed: int, es: int) -> dict:
     return out
 
 
-def sequence_summary(labels: np.ndarray, spacing: tuple[float, float] | None = None,
+@dataclass(frozen=True)
+class SequenceAnalysis:
+    """What :func:`analyse_sequence` found: the JSON-able ``summary``, the LV ``areas`` curve,
+    its ``phases`` and the frame-to-frame ``dice`` of the structures present (name -> (T-1,)),
+    so figures draw what the summary reports without measuring it again."""
+
+    summary: dict
+    areas: np.ndarray
+    phases: Phases
+    dice: dict[str, np.ndarray]
+
+
+def analyse_sequence(labels: np.ndarray, spacing: tuple[float, float] | None = None,
                      frame_time_ms: float | None = None, *, volumes: np.ndarray | None = None,
                      reference: tuple[int, int] | None = None, lv_label: int = LV,
-                     structures: Mapping[str, int] = STRUCTURES) -> dict:
-    """JSON-able summary of a (T, H, W) label sequence: LV area curve (mm² with ``spacing``
-    (row_mm, col_mm), else px²), ED/ES per cycle, flagged frames, FAC (%), EF (%) when per-frame
-    ``volumes`` (T,) are given (phases detected on them), frame-to-frame Dice per structure and
-    flicker frames, and the comparison with 0-based ``reference`` (ED, ES) frames if given."""
+                     structures: Mapping[str, int] = STRUCTURES) -> SequenceAnalysis:
+    """Measure a (T, H, W) label sequence once; see :func:`sequence_summary` for the summary."""
     labels = _check_sequence(labels)
     frame_time_ms = _check_frame_time(frame_time_ms)
     areas = area_curve(labels, spacing, lv_label)
@@ -325,5 +334,19 @@ def sequence_summary(labels: np.ndarray, spacing: tuple[float, float] | None = N
         summary["ef"] = {**cycle_ejection_fraction(volumes, vol_phases).to_dict(),
                          **vol_phases.to_dict()}
     summary["reference"] = None if reference is None else compare_phases(phases, *reference)
-    summary.update(temporal_summary(labels, structures))
-    return summary
+    dice = temporal_dice(labels, present_structures(labels, structures))
+    summary.update(temporal_summary(labels, structures, scores=dice))
+    return SequenceAnalysis(summary, areas, phases, dice)
+
+
+def sequence_summary(labels: np.ndarray, spacing: tuple[float, float] | None = None,
+                     frame_time_ms: float | None = None, *, volumes: np.ndarray | None = None,
+                     reference: tuple[int, int] | None = None, lv_label: int = LV,
+                     structures: Mapping[str, int] = STRUCTURES) -> dict:
+    """JSON-able summary of a (T, H, W) label sequence: LV area curve (mm² with ``spacing``
+    (row_mm, col_mm), else px²), ED/ES per cycle, flagged frames, FAC (%), EF (%) when per-frame
+    ``volumes`` (T,) are given (phases detected on them), frame-to-frame Dice per structure and
+    flicker frames, and the comparison with 0-based ``reference`` (ED, ES) frames if given."""
+    return analyse_sequence(labels, spacing, frame_time_ms, volumes=volumes,
+                            reference=reference, lv_label=lv_label,
+                            structures=structures).summary

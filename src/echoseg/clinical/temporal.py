@@ -47,15 +47,19 @@ def temporal_dice(labels: np.ndarray, structures: Mapping[str, int] = STRUCTURES
 
 
 def flicker_frames(labels: np.ndarray, structures: Mapping[str, int] = STRUCTURES,
-                   ratio: float = FLICKER_RATIO) -> list[int]:
-    """0-based frames that flicker (see the module docstring), over the structures present."""
+                   ratio: float = FLICKER_RATIO,
+                   near: Mapping[str, np.ndarray] | None = None) -> list[int]:
+    """0-based frames that flicker (see the module docstring), over the structures present;
+    ``near``: their :func:`temporal_dice` when already measured."""
     if not 0 < ratio <= 1:
         raise ValueError(f"flicker ratio must be in (0, 1], got {ratio}")
     labels = _check(labels)
     if len(labels) < 3:
         return []
     present = present_structures(labels, structures)
-    near, skip = temporal_dice(labels, present), temporal_dice(labels, present, step=2)
+    if near is None:
+        near = temporal_dice(labels, present)
+    skip = temporal_dice(labels, present, step=2)
     flagged: set[int] = set()
     for name in present:
         d, d2 = near[name], skip[name]
@@ -67,14 +71,17 @@ def flicker_frames(labels: np.ndarray, structures: Mapping[str, int] = STRUCTURE
 
 
 def temporal_summary(labels: np.ndarray, structures: Mapping[str, int] = STRUCTURES,
-                     ratio: float = FLICKER_RATIO) -> dict:
+                     ratio: float = FLICKER_RATIO,
+                     scores: Mapping[str, np.ndarray] | None = None) -> dict:
     """JSON-able ``{"temporal_dice": {name: {"mean", "min"} or None when the structure is in no
-    frame (or there is one frame)}, "flicker_frames": [...]}``."""
+    frame (or there is one frame)}, "flicker_frames": [...]}``; ``scores``: the
+    :func:`temporal_dice` of the structures present, when already measured."""
     labels = _check(labels)
-    present = present_structures(labels, structures)
-    scores = temporal_dice(labels, present)
+    if scores is None:
+        scores = temporal_dice(labels, present_structures(labels, structures))
     out = {name: None for name in structures}
     for name, d in scores.items():
         if len(d):
             out[name] = {"mean": float(d.mean()), "min": float(d.min())}
-    return {"temporal_dice": out, "flicker_frames": flicker_frames(labels, structures, ratio)}
+    return {"temporal_dice": out,
+            "flicker_frames": flicker_frames(labels, structures, ratio, near=scores)}

@@ -67,14 +67,15 @@ class Segmenter:
 
     def predict_grid(self, grid: np.ndarray) -> np.ndarray:
         """Raw argmax label maps (N, S, S) uint8 for images already on the grid, float [0, 1]."""
-        x = np.ascontiguousarray(grid, dtype=np.float32)[:, None]
         # numpy's argmax over the class axis is several times faster than torch's on the CPU
-        return np.asarray(self.backend(x)).argmax(1).astype(np.uint8)
+        return self._logits(grid).argmax(1).astype(np.uint8)
 
     def logits(self, grid: np.ndarray) -> torch.Tensor:
         """Final logits (N, 4, S, S) float32 on the CPU for grid images (N, S, S) in [0, 1]."""
-        x = np.ascontiguousarray(grid, dtype=np.float32)[:, None]
-        return torch.from_numpy(self.backend(x))
+        return torch.from_numpy(self._logits(grid))
+
+    def _logits(self, grid: np.ndarray) -> np.ndarray:
+        return np.asarray(self.backend(np.ascontiguousarray(grid, dtype=np.float32)[:, None]))
 
     @torch.no_grad()
     def decoder_outputs(self, image: np.ndarray) -> list[np.ndarray]:

@@ -59,9 +59,9 @@ def camus_sequence(path: Path) -> tuple[str, str] | None:
     return parsed[0], parsed[1]
 
 
-def info_beside(path: Path, view: str) -> dict | None:
-    """The fields of ``Info_<view>.cfg`` in ``path``'s folder, or None when absent or broken."""
-    info = path.parent / f"Info_{view}.cfg"
+def info_in(folder: Path, view: str) -> dict | None:
+    """The fields of ``Info_<view>.cfg`` in ``folder``, or None when absent or broken."""
+    info = folder / f"Info_{view}.cfg"
     if not info.is_file():
         return None
     try:
@@ -80,36 +80,28 @@ def write_sequence_outputs(out_dir: Path, key: str, input_path: Path, frames: li
     ED or ES frame was found). Raises
     EchosegError (DataError) or ValueError when the sequence cannot be analysed."""
     from echoseg.clinical.figures import curve_figure, temporal_figure
-    from echoseg.clinical.sequence import (
-        area_curve,
-        curve_unit,
-        detect_phases,
-        reference_phases,
-        sequence_summary,
-    )
-    from echoseg.clinical.temporal import temporal_dice
+    from echoseg.clinical.sequence import analyse_sequence, curve_unit, reference_phases
 
     volume = np.stack(labels)
     if not (volume == LV).any():
         raise DataError("no LV in any frame")
     reference = None
     camus = camus_sequence(input_path)
-    info = info_beside(input_path, camus[1]) if camus else None
+    info = info_in(input_path.parent, camus[1]) if camus else None
     if info is not None and "ED" in info and "ES" in info:
         ed, es = reference_phases(info)
         reference = (ed, es) if max(ed, es) < len(volume) else None
     rows, cols = np.flatnonzero(volume.any(axis=(0, 2))), np.flatnonzero(volume.any(axis=(0, 1)))
     # every measure below is the same on the labels' bounding box, which is cheaper to scan
     volume = volume[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    summary = sequence_summary(volume, spacing, frame_time_ms, reference=reference)
+    analysis = analyse_sequence(volume, spacing, frame_time_ms, reference=reference)
+    summary, phases = analysis.summary, analysis.phases
     summary["quality_flagged_frames"] = quality_flagged
     summary["input"] = str(input_path)
     write_text(out_dir / f"{key}_sequence.json", json.dumps(summary, indent=1) + "\n")
-    curve = area_curve(volume, spacing)
-    phases = detect_phases(curve, frame_time_ms)
-    curve_figure(curve, phases, out_dir / f"{key}_curve.png", unit=curve_unit(spacing),
+    curve_figure(analysis.areas, phases, out_dir / f"{key}_curve.png", unit=curve_unit(spacing),
                  reference=reference, title=f"{key}: LV area")
-    temporal_figure(temporal_dice(volume), out_dir / f"{key}_temporal.png",
+    temporal_figure(analysis.dice, out_dir / f"{key}_temporal.png",
                     flicker=summary["flicker_frames"], frame_time_ms=frame_time_ms,
                     title=f"{key}: frame-to-frame Dice")
     if split_extension(input_path)[1] in VIDEO_EXTENSIONS:
@@ -154,7 +146,7 @@ def write_patient_ef(out_dir: Path, patient: str, views: dict[str, SequenceResul
 def _reference(folder: Path) -> dict | None:
     """EDV, ESV (mL) and EF (%) from the Info cfgs in ``folder`` (the 4CH one first)."""
     for view in ("4CH", "2CH"):
-        info = info_beside(folder / "x", view)
+        info = info_in(folder, view)
         if info and all(k in info for k in REFERENCE_KEYS):
             return {"edv": info["LVedv"], "esv": info["LVesv"], "ef": info["LVef"],
                     "source": f"Info_{view}.cfg"}
