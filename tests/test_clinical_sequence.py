@@ -12,6 +12,7 @@ import pytest
 
 from echoseg.clinical.figures import curve_figure, temporal_figure
 from echoseg.clinical.sequence import (
+    PhaseReference,
     area_curve,
     compare_phases,
     cycle_ejection_fraction,
@@ -148,14 +149,15 @@ def test_volume_curve_and_ef():
 def test_comparison_with_reference(tmp_path):
     cfg = tmp_path / "Info_2CH.cfg"
     cfg.write_text("ED: 1\nES: 18\nNbFrame: 18\n")  # CAMUS: 1-based frame numbers
-    ed, es = reference_phases(parse_info_cfg(cfg))
-    assert (ed, es) == (0, 17)
+    reference = reference_phases(parse_info_cfg(cfg), "Info_2CH.cfg")
+    assert reference == PhaseReference((0,), (17,), "Info_2CH.cfg")
     phases = detect_phases(area_curve(render(filling(np.arange(18), 36, 16))), 40.0)
     assert phases.ed_frames == (0,) and phases.es_frames == (16,)
-    diff = compare_phases(phases, ed, es)
-    assert diff["ed"] == {"reference": 0, "detected": 0, "difference_frames": 0,
-                          "difference_ms": 0.0}
-    assert diff["es"]["difference_frames"] == -1 and diff["es"]["difference_ms"] == -40.0
+    diff = compare_phases(phases, reference)
+    assert diff["source"] == "Info_2CH.cfg"
+    assert diff["ed"] == [{"reference": 0, "detected": 0, "difference_frames": 0,
+                           "difference_ms": 0.0}]
+    assert diff["es"][0]["difference_frames"] == -1 and diff["es"][0]["difference_ms"] == -40.0
     with pytest.raises(DataError, match="ED must be a 1-based frame number"):
         reference_phases({"ED": 0, "ES": 3})
 
@@ -166,7 +168,8 @@ def test_camus_info_convention():
         pytest.skip(f"{CAMUS_INFO} not found")
     info = parse_info_cfg(CAMUS_INFO)
     assert (info["ED"], info["ES"], info["NbFrame"]) == (1, 18, 18)
-    assert reference_phases(info) == (0, 17)  # ED the first frame, ES the last
+    reference = reference_phases(info)  # ED the first frame, ES the last
+    assert (reference.ed, reference.es) == ((0,), (17,))
 
 
 def test_temporal_dice_and_flicker(beating):
@@ -184,7 +187,8 @@ def test_temporal_dice_and_flicker(beating):
 
 def test_summary_is_json_and_complete(beating, tmp_path):
     volumes = area_curve(beating) / 50.0
-    summary = sequence_summary(beating, (0.3, 0.3), 40.0, volumes=volumes, reference=(15, 23))
+    summary = sequence_summary(beating, (0.3, 0.3), 40.0, volumes=volumes,
+                               reference=PhaseReference((15,), (23,)))
     text = json.dumps(summary, allow_nan=False)
     back = json.loads(text)
     assert back["n_frames"] == 51 and back["frame_time_ms"] == 40.0
@@ -193,7 +197,7 @@ def test_summary_is_json_and_complete(beating, tmp_path):
     assert back["flagged_frames"] == [] and back["flicker_frames"] == []
     assert back["fac"]["mean"] == pytest.approx(FAC_ANALYTIC, abs=1.0)
     assert back["ef"]["mean"] == pytest.approx(back["fac"]["mean"])
-    assert back["reference"]["es"]["difference_frames"] == 0
+    assert back["reference"]["es"][0]["difference_frames"] == 0
     assert set(back["temporal_dice"]) == {"LV", "MYO", "LA"}
     plain = sequence_summary(beating)
     assert plain["curve_unit"] == "px2" and plain["ef"] is None and plain["reference"] is None
@@ -206,7 +210,8 @@ def test_figures_are_written(beating, tmp_path):
     labels[30][labels[30] == LV] = 0
     areas = area_curve(labels)
     phases = detect_phases(areas, 40.0)
-    curve_png = curve_figure(areas, phases, tmp_path / "curve.png", reference=(15, 23),
+    curve_png = curve_figure(areas, phases, tmp_path / "curve.png",
+                             reference=PhaseReference((15, 35), (23,), "test"),
                              title="synthetic")
     dice_png = temporal_figure(temporal_dice(labels), tmp_path / "sub" / "dice.png",
                                flicker=flicker_frames(labels), frame_time_ms=40.0)

@@ -121,6 +121,14 @@ def test_multiframe_spacing_region_and_frame_time(tmp_path):
     assert header.shape == (3, H, W) and header.photometric == "MONOCHROME2"
 
 
+def test_r_wave_pointer_gives_end_diastole_frames(tmp_path):
+    # DICOM numbers frames from 1; 0 and 9 lie outside a 5-frame clip and are ignored
+    path = us_clip(tmp_path / "ecg.dcm", frames=5, RWavePointer=[4, 1, 0, 9, 4])
+    assert read_scan(path).r_wave_frames == (0, 3)
+    assert read_dicom_header(path).r_wave_frames == (0, 3)
+    assert read_scan(us_clip(tmp_path / "plain.dcm")).r_wave_frames == ()
+
+
 def test_anisotropic_region_spacing_is_row_col_in_mm(tmp_path):
     regions = [region(0, H, 0, W - 10, delta=(0.05, 0.02))]
     path = save(dicom(clip(1)[0], sop=US_SINGLE, SequenceOfUltrasoundRegions=regions,

@@ -49,6 +49,23 @@ def test_beating_sequence_gives_curve_phases_and_figures(tmp_path):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_dicom_r_waves_are_the_end_diastole_reference(tmp_path):
+    from test_io_dicom import dicom, save
+
+    labels = beating_labels(filling(np.arange(51) + 5))  # ED at 15 and 35
+    ds = dicom((labels * STEP).astype(np.uint8), FrameTime=40.0,
+               RWavePointer=[15, 37])  # 1-based: frames 14 and 36
+    predictor = predict(tmp_path, save(ds, tmp_path / "ecg.dcm"))
+    assert not predictor.failures and not predictor.notes
+    summary = json.loads((tmp_path / "out" / "ecg_sequence.json").read_text())
+    assert summary["ed_frames"] == [15, 35]
+    reference = summary["reference"]
+    assert reference["source"] == "DICOM R Wave Pointer" and reference["es"] == []
+    assert [r["reference"] for r in reference["ed"]] == [14, 36]
+    assert [r["difference_frames"] for r in reference["ed"]] == [1, -1]
+    assert [r["difference_ms"] for r in reference["ed"]] == [40.0, -40.0]
+
+
 def camus_half_sequence(folder, view: str, radius_ed: float, radius_es: float, frames: int):
     """A CAMUS-named ED -> ES half sequence of a half-ellipsoid LV: long axis 45 -> 38 mm."""
     spacing = (0.3, 0.3)
@@ -77,8 +94,9 @@ def test_both_views_of_a_patient_give_volumes_and_ef(tmp_path):
     summary = json.loads((tmp_path / "out" / "patient0007_4CH_half_sequence_sequence.json")
                          .read_text())
     # the Info cfg says ES is frame 11 (1-based), one before the last: detected 11 (0-based)
-    assert summary["reference"]["ed"]["difference_frames"] == 0
-    assert summary["reference"]["es"]["difference_frames"] == 1
+    assert summary["reference"]["source"] == "Info_4CH.cfg"
+    assert summary["reference"]["ed"][0]["difference_frames"] == 0
+    assert summary["reference"]["es"][0]["difference_frames"] == 1
 
 
 def test_sequence_that_cannot_be_analysed_keeps_its_labels_and_gets_a_note(tmp_path):

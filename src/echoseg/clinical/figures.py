@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from echoseg.clinical.sequence import Phases
+from echoseg.clinical.sequence import PhaseReference, Phases
 from echoseg.evaluation.figures import COLORS, _save, plt
 from echoseg.labels import STRUCTURES
 
@@ -22,10 +22,11 @@ def _frame_axis(ax, frame_time_ms: float | None) -> None:
 
 
 def curve_figure(curve: np.ndarray, phases: Phases, path: Path | str, *, unit: str = "px2",
-                 reference: tuple[int, int] | None = None, title: str | None = None) -> Path:
+                 reference: PhaseReference | None = None, title: str | None = None) -> Path:
     """Write a PNG of ``curve`` (T,) against the frame with every ED (red triangle up), ES
-    (blue triangle down), flagged frame (grey cross) and, if given, the 0-based ``reference``
-    (ED, ES) frames (dashed lines) marked. ``unit``: "mm2", "px2", "ml" or any axis label."""
+    (blue triangle down), flagged frame (grey cross) and, if given, the ``reference`` ED and
+    ES frames (dashed lines, named after its source) marked. ``unit``: "mm2", "px2", "ml" or
+    any axis label."""
     c = np.asarray(curve, dtype=np.float64)
     frames = np.arange(len(c))
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -40,9 +41,10 @@ def curve_figure(curve: np.ndarray, phases: Phases, path: Path | str, *, unit: s
         ax.plot(phases.flagged, c[list(phases.flagged)], "x", color="0.5", ms=8, ls="",
                 label="flagged")
     if reference is not None:
-        for frame, color, name in zip(reference, ("red", "blue"), ("ref ED", "ref ES"),
-                                      strict=True):
-            ax.axvline(frame, color=color, ls="--", lw=0.8, label=name)
+        for frames_, color, name in ((reference.ed, "red", "ED"), (reference.es, "blue", "ES")):
+            for i, frame in enumerate(frames_):
+                ax.axvline(frame, color=color, ls="--", lw=0.8,
+                           label=f"{name} ({reference.source})" if i == 0 else None)
     ax.set_ylabel(UNIT_NAMES.get(unit, unit), fontsize=9)
     _frame_axis(ax, phases.frame_time_ms)
     ax.legend(fontsize=8, loc="best")

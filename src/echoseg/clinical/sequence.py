@@ -273,28 +273,50 @@ def cycle_ejection_fraction(curve: np.ndarray, phases: Phases) -> EjectionFracti
     return EjectionFraction(per_cycle, mean, extremes)
 
 
-def reference_phases(info: Mapping[str, object]) -> tuple[int, int]:
-    """(ED, ES) as 0-based frames from a CAMUS Info cfg's fields (``ED``/``ES`` are 1-based, as
-    :func:`echoseg.data.camus.parse_info_cfg` returns them)."""
+@dataclass(frozen=True)
+class PhaseReference:
+    """ED and ES frames (0-based) that a file or its companion gives, and where they come
+    from (``source``, e.g. "Info_2CH.cfg" or "DICOM R Wave Pointer"). Either may be empty:
+    a DICOM R-wave pointer marks end-diastole only."""
+
+    ed: tuple[int, ...]
+    es: tuple[int, ...] = ()
+    source: str = "reference"
+
+    def within(self, n_frames: int) -> PhaseReference:
+        """The same reference without the frames outside a sequence of ``n_frames``."""
+        return PhaseReference(tuple(f for f in self.ed if 0 <= f < n_frames),
+                              tuple(f for f in self.es if 0 <= f < n_frames), self.source)
+
+
+def reference_phases(info: Mapping[str, object], source: str = "Info cfg") -> PhaseReference:
+    """The ED and ES of a CAMUS Info cfg's fields (``ED``/``ES`` are 1-based, as
+    :func:`echoseg.data.camus.parse_info_cfg` returns them) as a 0-based PhaseReference."""
     out = []
     for key in ("ED", "ES"):
         value = info.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise DataError(f"Info cfg {key} must be a 1-based frame number, got {value!r}")
         out.append(value - 1)
-    return out[0], out[1]
+    return PhaseReference((out[0],), (out[1],), source)
 
 
-def compare_phases(phases: Phases, ed: int, es: int) -> dict:
-    """Detected minus reference frame (0-based ``ed``/``es``), using the detected ED (ES)
-    nearest to the reference; in ms too when the frame time is known. None where none found."""
-    out: dict = {}
-    for name, ref, found in (("ed", ed, phases.ed_frames), ("es", es, phases.es_frames)):
-        nearest = min(found, key=lambda f, r=ref: (abs(f - r), f)) if found else None
-        diff = None if nearest is None else nearest - int(ref)
-        out[name] = {"reference": int(ref), "detected": nearest, "difference_frames": diff,
-                     "difference_ms": (None if diff is None or phases.frame_time_ms is None
-                                       else diff * phases.frame_time_ms)}
+def compare_phases(phases: Phases, reference: PhaseReference) -> dict:
+    """Detected minus reference frame for every reference ED and ES frame, using the detected
+    ED (ES) nearest to it; in ms too when the frame time is known. JSON-able: ``source`` and
+    ``ed``/``es``, lists of {reference, detected, difference_frames, difference_ms} (detected
+    and differences None where nothing was detected)."""
+    out: dict = {"source": reference.source}
+    for name, refs, found in (("ed", reference.ed, phases.ed_frames),
+                              ("es", reference.es, phases.es_frames)):
+        rows = []
+        for ref in refs:
+            nearest = min(found, key=lambda f, r=ref: (abs(f - r), f)) if found else None
+            diff = None if nearest is None else nearest - int(ref)
+            rows.append({"reference": int(ref), "detected": nearest, "difference_frames": diff,
+                         "difference_ms": (None if diff is None or phases.frame_time_ms is None
+                                           else diff * phases.frame_time_ms)})
+        out[name] = rows
     return out
 
 
@@ -312,7 +334,7 @@ class SequenceAnalysis:
 
 def analyse_sequence(labels: np.ndarray, spacing: tuple[float, float] | None = None,
                      frame_time_ms: float | None = None, *, volumes: np.ndarray | None = None,
-                     reference: tuple[int, int] | None = None, lv_label: int = LV,
+                     reference: PhaseReference | None = None, lv_label: int = LV,
                      structures: Mapping[str, int] = STRUCTURES) -> SequenceAnalysis:
     """Measure a (T, H, W) label sequence once; see :func:`sequence_summary` for the summary."""
     labels = _check_sequence(labels)
@@ -333,7 +355,7 @@ def analyse_sequence(labels: np.ndarray, spacing: tuple[float, float] | None = N
         summary["volumes"] = [float(v) if math.isfinite(v) else None for v in volumes]
         summary["ef"] = {**cycle_ejection_fraction(volumes, vol_phases).to_dict(),
                          **vol_phases.to_dict()}
-    summary["reference"] = None if reference is None else compare_phases(phases, *reference)
+    summary["reference"] = None if reference is None else compare_phases(phases, reference)
     dice = temporal_dice(labels, present_structures(labels, structures))
     summary.update(temporal_summary(labels, structures, scores=dice))
     return SequenceAnalysis(summary, areas, phases, dice)
@@ -341,12 +363,13 @@ def analyse_sequence(labels: np.ndarray, spacing: tuple[float, float] | None = N
 
 def sequence_summary(labels: np.ndarray, spacing: tuple[float, float] | None = None,
                      frame_time_ms: float | None = None, *, volumes: np.ndarray | None = None,
-                     reference: tuple[int, int] | None = None, lv_label: int = LV,
+                     reference: PhaseReference | None = None, lv_label: int = LV,
                      structures: Mapping[str, int] = STRUCTURES) -> dict:
     """JSON-able summary of a (T, H, W) label sequence: LV area curve (mm² with ``spacing``
     (row_mm, col_mm), else px²), ED/ES per cycle, flagged frames, FAC (%), EF (%) when per-frame
     ``volumes`` (T,) are given (phases detected on them), frame-to-frame Dice per structure and
-    flicker frames, and the comparison with 0-based ``reference`` (ED, ES) frames if given."""
+    flicker frames, and the comparison with ``reference`` ED/ES frames if given
+    (:func:`compare_phases`)."""
     return analyse_sequence(labels, spacing, frame_time_ms, volumes=volumes,
                             reference=reference, lv_label=lv_label,
                             structures=structures).summary

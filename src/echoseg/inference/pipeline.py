@@ -51,7 +51,8 @@ class Loaded:
     row/col) or None, whether it is a sequence (written as one (T, H, W) label map), one note
     per frame for the CSV ("" when nothing was changed), the imaging ``region`` to segment
     (row0, row1, col0, col1, half-open, or None for the whole frame) and the time between
-    frames in ms (``frame_time_ms``, from the file, or None)."""
+    frames in ms (``frame_time_ms``, from the file, or None) and the end-diastole frames the
+    file marks (``r_wave_frames``, 0-based: a DICOM R Wave Pointer; () when none)."""
 
     file: InputFile
     frames: list[np.ndarray]
@@ -60,6 +61,7 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
     region: Region | None = None
     frame_time_ms: float | None = None
+    r_wave_frames: tuple[int, ...] = ()
 
     def model_frames(self) -> list[np.ndarray]:
         """The frames as the segmenter sees them: cropped to ``region``."""
@@ -98,7 +100,7 @@ def load_input(file: InputFile) -> Loaded:
                  ] if count else []
         notes.append("; ".join(parts + _region_note(scan.region)))
     return Loaded(file, frames, scan.spacing, array.ndim == 3, notes, scan.region,
-                  scan.frame_time_ms)
+                  scan.frame_time_ms, scan.r_wave_frames)
 
 
 def _region_note(region: Region | None) -> list[str]:
@@ -222,7 +224,8 @@ class FilePredictor:
         try:
             result = write_sequence_outputs(self.out_dir, file.key, file.path, loaded.frames,
                                             labels, loaded.spacing, loaded.frame_time_ms,
-                                            quality_flagged=quality_flagged)
+                                            quality_flagged=quality_flagged,
+                                            r_wave_frames=loaded.r_wave_frames)
         except (EchosegError, WriteError, ValueError, OSError) as exc:
             self._note(f"{file.path}: no sequence analysis ({failure_reason(exc)})")
             return

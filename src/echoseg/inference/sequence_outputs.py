@@ -8,7 +8,8 @@ For a sequence with key K:
   (``echoseg.clinical.sequence.sequence_summary``), the frames the calibrated quality flag
   flagged (``quality_flagged_frames``, 0-based; null when the model has no quality
   thresholds, see ``echoseg.metrics.quality``) and, for a CAMUS sequence whose
-  ``Info_<view>.cfg`` lies beside it, the detected minus the Info cfg's ED/ES frames;
+  ``Info_<view>.cfg`` lies beside it, the detected minus the Info cfg's ED/ES frames (for a
+  DICOM with an R Wave Pointer, the detected minus its end-diastole frames);
 - ``K_curve.png`` (the curve with the chosen frames) and ``K_temporal.png`` (frame-to-frame Dice,
   flicker shaded);
 - ``K_overlay.avi``, for a video input: an MJPG overlay video at its frame rate, for a quick
@@ -73,14 +74,21 @@ def info_in(folder: Path, view: str) -> dict | None:
 def write_sequence_outputs(out_dir: Path, key: str, input_path: Path, frames: list[np.ndarray],
                            labels: list[np.ndarray], spacing: Spacing,
                            frame_time_ms: float | None,
-                           quality_flagged: list[int] | None = None) -> SequenceResult | None:
+                           quality_flagged: list[int] | None = None,
+                           r_wave_frames: tuple[int, ...] = ()) -> SequenceResult | None:
     """Write K_sequence.json, K_curve.png, K_temporal.png (and K_overlay.avi for a video
     input) for one sequence; ``quality_flagged``: the frames the quality flag flagged (None:
-    no quality thresholds). Returns what the patient-level measurement needs (None when no
-    ED or ES frame was found). Raises
+    no quality thresholds); ``r_wave_frames``: 0-based end-diastole frames the file marks
+    (DICOM R Wave Pointer), the reference when no Info cfg gives ED and ES. Returns what the
+    patient-level measurement needs (None when no ED or ES frame was found). Raises
     EchosegError (DataError) or ValueError when the sequence cannot be analysed."""
     from echoseg.clinical.figures import curve_figure, temporal_figure
-    from echoseg.clinical.sequence import analyse_sequence, curve_unit, reference_phases
+    from echoseg.clinical.sequence import (
+        PhaseReference,
+        analyse_sequence,
+        curve_unit,
+        reference_phases,
+    )
 
     volume = np.stack(labels)
     if not (volume == LV).any():
@@ -89,8 +97,12 @@ def write_sequence_outputs(out_dir: Path, key: str, input_path: Path, frames: li
     camus = camus_sequence(input_path)
     info = info_in(input_path.parent, camus[1]) if camus else None
     if info is not None and "ED" in info and "ES" in info:
-        ed, es = reference_phases(info)
-        reference = (ed, es) if max(ed, es) < len(volume) else None
+        reference = reference_phases(info, f"Info_{camus[1]}.cfg")
+        reference = reference if max(*reference.ed, *reference.es) < len(volume) else None
+    elif r_wave_frames:
+        reference = PhaseReference(tuple(r_wave_frames), (), "DICOM R Wave Pointer")
+    if reference is not None:
+        reference = reference.within(len(volume))
     rows, cols = np.flatnonzero(volume.any(axis=(0, 2))), np.flatnonzero(volume.any(axis=(0, 1)))
     # every measure below is the same on the labels' bounding box, which is cheaper to scan
     volume = volume[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]

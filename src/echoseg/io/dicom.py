@@ -9,7 +9,10 @@ Geometry comes from the Sequence of Ultrasound Regions (0018,6011): the largest 
 spatial format is 2D (RegionSpatialFormat 1) gives the *imaging region*, the part of the frame
 holding the sector (the rest holds text, ECG traces and rulers), and, when its physical units
 are cm (PhysicalUnitsX/YDirection 3), the pixel spacing in mm. Without such a region the
-spacing comes from PixelSpacing (0028,0030), else it is unknown. Sizes from the header are
+spacing comes from PixelSpacing (0028,0030), else it is unknown. Timing: the frame time from
+FrameTime (0018,1063), CineRate or RecommendedDisplayFrameRate; end-diastole frames from the
+R Wave Pointer (0028,6040), which marks the ECG's R waves by frame number (DICOM has no
+standard element for end-systole). Sizes from the header are
 checked against ``echoseg.data.limits`` before any pixel is decoded; every failure raises
 DataError with one line naming the file (and the transfer syntax when decoding fails).
 """
@@ -51,7 +54,9 @@ class DicomHeader:
     """What a DICOM header says, pixels not decoded: ``shape`` as :func:`read_dicom` returns
     it ((H, W) or (T, H, W)), ``spacing`` in mm (row, col) or None, the imaging ``region``
     (:data:`Region`, None when absent or the whole frame), ``frame_time_ms`` (ms between
-    frames, or None), the ``transfer_syntax`` UID and the ``photometric`` interpretation."""
+    frames, or None), the ``transfer_syntax`` UID, the ``photometric`` interpretation and
+    ``r_wave_frames``, the 0-based frames the R Wave Pointer marks (end-diastole; empty when
+    absent)."""
 
     shape: tuple[int, ...]
     spacing: Spacing
@@ -59,18 +64,21 @@ class DicomHeader:
     frame_time_ms: float | None
     transfer_syntax: str
     photometric: str
+    r_wave_frames: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
 class ScanImage:
     """An image read with its geometry: ``array`` (H, W) or (T, H, W), grayscale; ``spacing``
     in mm (row, col) or None; ``region`` (:data:`Region`), the part of each frame to segment,
-    or None for the whole frame; ``frame_time_ms``, the time between frames in ms, or None."""
+    or None for the whole frame; ``frame_time_ms``, the time between frames in ms, or None;
+    ``r_wave_frames``, the 0-based frames a DICOM R Wave Pointer marks (end-diastole), or ()."""
 
     array: np.ndarray
     spacing: Spacing
     region: Region | None = None
     frame_time_ms: float | None = None
+    r_wave_frames: tuple[int, ...] = ()
 
 
 def is_dicom_file(path: Path | str) -> bool:
@@ -134,7 +142,7 @@ def read_dicom(path: Path | str) -> ScanImage:
         raise DataError(f"{path}: cannot decode DICOM pixel data "
                         f"({_syntax_name(header.transfer_syntax)}: fewer frames than declared)")
     return ScanImage(array[0] if frames == 1 else array, header.spacing, header.region,
-                     header.frame_time_ms)
+                     header.frame_time_ms, header.r_wave_frames)
 
 
 def crop_region(frame: np.ndarray, region: Region | None) -> np.ndarray:
@@ -207,7 +215,8 @@ def _describe(path: Path, ds) -> DicomHeader:
     region, spacing = _geometry(ds, rows, cols)
     shape = (frames, rows, cols) if frames > 1 else (rows, cols)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
-    return DicomHeader(shape, spacing, region, _frame_time(ds), syntax, photometric)
+    return DicomHeader(shape, spacing, region, _frame_time(ds), syntax, photometric,
+                       _r_wave_frames(ds, frames))
 
 
 def _check_decodable(path: Path, header: DicomHeader, ds, pixels_at: int) -> None:
@@ -297,6 +306,30 @@ def _frame_time(ds) -> float | None:
         if math.isfinite(value) and value > 0:
             return round(1000 / value if per_second else value, 6)
     return None
+
+
+def _r_wave_frames(ds, frames: int) -> tuple[int, ...]:
+    """The R Wave Pointer's frames (1-based frame numbers in DICOM) as sorted, distinct 0-based
+    frames of a multi-frame image; values outside 1..frames or not integers are ignored."""
+    if frames < 2:
+        return ()
+    try:
+        values = ds.get("RWavePointer")
+    except (TypeError, ValueError):
+        return ()
+    if values is None:
+        return ()
+    if isinstance(values, (int, float, str)):
+        values = [values]
+    found = set()
+    for value in values:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            continue
+        if number == value and 1 <= number <= frames:
+            found.add(number - 1)
+    return tuple(sorted(found))
 
 
 def _positive(row: float, col: float) -> Spacing:
