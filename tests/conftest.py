@@ -32,13 +32,17 @@ def _private_cache(tmp_path_factory, monkeypatch, _kernel_cache):
 
 @pytest.fixture
 def native_kernels() -> None:
-    """Skip a test where echoseg's C kernels cannot be built here (no C compiler). Resolved at
-    test time, so the kernels build into the test session's cache, not the user's."""
+    """Skip a test where echoseg's C kernels cannot be built here (no C compiler, or a CPU
+    without AVX-512), naming the reason. Resolved at test time, so the kernels build into the
+    test session's cache, not the user's."""
+    from echoseg import native
     from echoseg.losses import class_sums
     from echoseg.models import bn_mish, upconv
 
     if any(m._library() is None for m in (bn_mish, class_sums, upconv)):
-        pytest.skip("no C compiler here: echoseg's C kernels cannot be built")
+        reasons = sorted({entry["reason"] for entry in native.status().values()
+                          if not entry["in_use"]})
+        pytest.skip(f"echoseg's C kernels are not built here ({'; '.join(reasons)})")
 
 
 @pytest.fixture

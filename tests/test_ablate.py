@@ -2,6 +2,7 @@
 cross-dataset matrix, the Ray executor."""
 
 import json
+import re
 import shutil
 import textwrap
 
@@ -30,7 +31,9 @@ def ablate(out, *args, plan="smoke", data=None):
 
 
 def trainings(err: str) -> int:
-    return sum(": training (run " in line for line in err.splitlines())
+    """The models trained, as the closing summary paragraph on stderr counts them."""
+    (found,) = re.findall(r"\((\d+) trained, ", err)
+    return int(found)
 
 
 def checkpoints(out):

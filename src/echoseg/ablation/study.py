@@ -63,15 +63,20 @@ class Outcome:
 
 class Study:
     """Runs ``plan`` on ``data`` into ``out`` with ``executor``; ``extra`` holds the command
-    line's config overrides, ``log`` receives one progress line per run."""
+    line's config overrides, ``log`` receives one progress line per run. ``on_run_start(label,
+    training)`` is called as each run starts (training: it trains a model, else it only
+    scores) and ``on_run_end(label, result)`` as it ends (result: execute_job's dict)."""
 
     def __init__(self, plan: Plan, out: Path, executor, *, data: str | None,
                  extra: dict[str, Any], seeds: list[int], device: str = "auto",
                  log: Callable[[str], None] = print,
-                 on_step: Callable[[dict], None] | None = None) -> None:
+                 on_step: Callable[[dict], None] | None = None,
+                 on_run_start: Callable[[str, bool], None] | None = None,
+                 on_run_end: Callable[[str, dict], None] | None = None) -> None:
         self.plan, self.out, self.executor = plan, Path(out), executor
         self.extra = {**extra, **({"data.root": data} if data else {})}
         self.seeds, self.device, self.log, self.on_step = seeds, device, log, on_step
+        self.on_run_start, self.on_run_end = on_run_start, on_run_end
         base = plan.resolve(plan.start, "start", self.extra)
         if not base.data.root:
             raise EchosegError("no dataset: pass --data DATA (or set data.root in the plan)")
@@ -131,6 +136,8 @@ class Study:
             train, _ = job.pending()
             what = "training" if train else "scoring"
             self.log(f"ablate: {job.label}: {what} (run {job.key}){self._eta()}")
+            if self.on_run_start:
+                self.on_run_start(job.label, bool(train))
 
         for job, result in self.executor.run(todo, on_start=started):
             self.runs_done += 1
@@ -145,6 +152,8 @@ class Study:
                         else "already trained")
                 self.log(f"ablate: {job.label}: {took}, {result['evaluated']} evaluation(s)"
                          f"{self._eta()}")
+            if self.on_run_end:
+                self.on_run_end(job.label, result)
         return errors
 
     def _eta(self) -> str:

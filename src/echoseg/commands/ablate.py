@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from echoseg.console import ProgressBar, count, duration, summary
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg ablate`."""
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="override a config value of every run")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors "
+                        "(failed runs included) and, with --json, the JSON object")
     parser.add_argument("--json", action="store_true", help="print results.json's decisions "
                         "as one JSON object")
 
@@ -81,14 +84,13 @@ def run(args: argparse.Namespace) -> int:
     if (out / "plan.yaml").exists() and not args.resume:
         raise EchosegError(f"{out}: a study is already there; pass --resume to continue it "
                            "(finished runs are reused) or choose another --out")
-    log = (lambda line: None) if args.quiet or args.json else \
-        (lambda line: print(line, file=sys.stderr, flush=True))
     executor = make_executor(args.executor, address=args.address,
                              cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
     prepare_output_dir(out)
     started = time.perf_counter()
+    runs = RunCounter(expected_runs(plan, seeds), args.quiet)
     try:
-        with folder_lock(out):
+        with folder_lock(out), runs.bar:
             _write_inputs(plan, out, args.device)
             def partial(results: dict) -> None:  # a killed study still leaves its tables
                 results["settings"] = _settings(args, plan, study, results, reduced, out,
@@ -96,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 _write_outputs(results, out, figures=False)
 
             study = Study(plan, out, executor, data=args.data, extra=extra, seeds=seeds,
-                          device=args.device, log=log, on_step=partial)
+                          device=args.device, log=lambda line: None, on_step=partial,
+                          on_run_start=runs.started, on_run_end=runs.ended)
             results = study.run()
             results["settings"] = _settings(args, plan, study, results, reduced, out,
                                             time.perf_counter() - started)
@@ -105,11 +108,58 @@ def run(args: argparse.Namespace) -> int:
         executor.close()
     if args.json:
         print(json_text(_decisions(results)))
-    else:
+    elif not args.quiet:  # --quiet: nothing but errors
         final = results["final"]
         print(f"study folder: {out} (report.md, results.json); final model: "
               f"{final['label']}, diff {final['config_diff'] or '{}'}")
+        summary(runs.summary_text(results, out, args.resume), args.quiet)
     return 0
+
+
+def expected_runs(plan, seeds: list[int]) -> int:
+    """A rough count of the runs the plan needs (the bar's total; it grows when short)."""
+    entries = 1 + sum(len(s.variants) for s in plan.steps) + len(plan.baselines) \
+        + len(plan.cross)
+    return max(entries * len(seeds), 1)
+
+
+class RunCounter:
+    """The bar over the study's runs, the counts for the closing paragraph, and one error
+    line per failed run (printed also with --quiet)."""
+
+    def __init__(self, expected: int, quiet: bool) -> None:
+        self.bar = ProgressBar(expected, "ablate", quiet)
+        self.trained = self.scored = self.failed = 0
+
+    def started(self, label: str, training: bool) -> None:
+        """A run starts (the Study's ``on_run_start``)."""
+        self.bar.update(label=f"{'training' if training else 'scoring'} {label}")
+
+    def ended(self, label: str, result: dict) -> None:
+        """A run ends with execute_job's ``result`` (the Study's ``on_run_end``)."""
+        if result["error"]:
+            self.failed += 1
+            self.bar.line(f"echoseg: error: ablate: {label}: run failed: {result['error']}")
+        elif result["trained"] is not None:
+            self.trained += 1
+        else:
+            self.scored += 1
+        self.bar.advance()
+
+    def summary_text(self, results: dict, out: Path, resumed: bool) -> str:
+        """The closing paragraph: the study, what this command ran (after the finished runs
+        of an earlier command when ``resumed``), the final model."""
+        settings, final = results["settings"], results["final"]
+        done = self.trained + self.scored + self.failed
+        steps = count(len(results["steps"]), "step")
+        seeds = count(len(settings["seeds"]), "seed")
+        return (f"Ablation study {results['plan']} ({results['strategy']}, {steps}, {seeds}) "
+                f"on {settings['data']}: ran {count(done, 'run')} ({self.trained} trained, "
+                f"{self.scored} only scored, {self.failed} failed) in "
+                f"{duration(settings['wall_seconds'])}"
+                f"{', reusing the runs finished before' if resumed else ''}; final model: "
+                f"{final['label']}, diff {final['config_diff'] or '{}'}; tables in {out} "
+                "(report.md, results.json).")
 
 
 def _write_inputs(plan, out: Path, device: str) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 
+from echoseg.console import ProgressBar, count, number, summary
 from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 SWAPPED_PREFIX = "EF < 0"
@@ -32,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="write ef.csv, agreement.csv, report.md, "
                         "Bland-Altman and scatter plots, provenance.json here")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or closing "
+                        "summary on stderr (the table or JSON still prints); problems still do")
     parser.add_argument("--postprocess", metavar="SPEC",
                         help="with --model: post-processing (default: the model's own)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N",
@@ -112,9 +116,11 @@ def _finish(m, drop: tuple[str, ...] = ()):
     return m
 
 
-def measure(dataset, groups, *, pred_dir=None, predict_batch=None, batch_size: int = 8) -> dict:
+def measure(dataset, groups, *, pred_dir=None, predict_batch=None, batch_size: int = 8,
+            on_patient: Callable[[str], None] | None = None) -> dict:
     """source -> patient -> PatientMeasurement for the expert masks, the predictions (when a
-    source is given) and the dataset's reference values."""
+    source is given) and the dataset's reference values; ``on_patient(patient)`` is called
+    after each patient is measured."""
     from echoseg.clinical import patient_measurements
     from echoseg.clinical.geometry import NO_LA
     from echoseg.clinical.sources import gather, reference_measurements
@@ -134,6 +140,8 @@ def measure(dataset, groups, *, pred_dir=None, predict_batch=None, batch_size: i
             m.problems = problems + m.problems
             drop = (NO_LA,) if lv_only and source == "expert" else ()
             results[source][maps.patient] = _finish(m, drop)
+        if on_patient is not None:
+            on_patient(maps.patient)
     reference = reference_measurements(dataset, list(groups))
     if reference:
         results["reference"] = reference
@@ -184,8 +192,11 @@ def run(args: argparse.Namespace) -> int:
     model = _model(args) if args.model else None
     prov = {**provenance.collect(str(getattr(model, "device", "cpu")), 0),
             "machine": provenance.machine_description()}
-    results = measure(dataset, groups, pred_dir=args.pred, batch_size=args.batch_size,
-                      predict_batch=None if model is None else model.predict_batch)
+    label = "segmenting and measuring" if model is not None else "measuring"
+    with ProgressBar(len(groups), label, args.quiet) as bar:
+        results = measure(dataset, groups, pred_dir=args.pred, batch_size=args.batch_size,
+                          predict_batch=None if model is None else model.predict_batch,
+                          on_patient=lambda _patient: bar.advance())
     agreements = compare_sources(results)
     failed = _report_problems(results)
     seconds = time.perf_counter() - start
@@ -204,7 +215,25 @@ def run(args: argparse.Namespace) -> int:
                          "agreement": [a.to_dict() for a in agreements if a.quantity == "ef"]}))
     else:
         print(console_text(results, agreements, context), end="")
+        summary(summary_text(results, agreements, context, args.out), args.quiet)
     return 1 if failed else 0
+
+
+def summary_text(results: dict, agreements: list, context: dict, out: str | None) -> str:
+    """The closing paragraph: patients and sources, how many got an EF from each, the EF
+    agreement (r, MAE) of each compared pair, and where the report went."""
+    split = f" (split {context['split']})" if context["split"] else ""
+    computed = [f"{sum(m.ef is not None for m in by.values())} of {len(by)} ({source})"
+                for source, by in results.items() if source != "reference"]
+    sentences = [f"Measured LV volumes and EF of {count(context['patients'], 'patient')} of "
+                 f"{context['data']}{split} from {context['sources']}",
+                 f"EF computed for {', '.join(computed)}"]
+    pairs = [f"{a.a} vs {a.b} r {number(a.r)}, MAE {number(a.mae, 1)} points (n = {a.n})"
+             for a in agreements if a.quantity == "ef" and a.n > 0]
+    if pairs:
+        sentences.append(f"EF agreement: {'; '.join(pairs)}")
+    sentences.append(f"Report written to {out}" if out else "Nothing written (no --out)")
+    return ". ".join(sentences) + "."
 
 
 def _notes(dataset) -> list[str]:

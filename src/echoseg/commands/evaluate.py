@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from echoseg.console import ProgressBar, count, numbers, summary
 from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or closing "
+                        "summary on stderr (the table or JSON still prints); errors still do")
 
 
 def _samples(args: argparse.Namespace) -> tuple[list, tuple[str, ...]]:
@@ -102,20 +105,22 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         prepare_output_dir(args.out)  # a bad --out fails before the work, not after it
     samples, structures = _samples(args)
-    if args.pred:
-        evaluation = evaluate_folder(args.pred, samples, postprocess=args.postprocess or "none",
-                                     grid=MODEL_GRID if grid == "model" else grid,
-                                     worst=args.worst, structures=structures)
-    else:
-        model = _load_model(args)
-        if grid == "model":
-            grid = int(getattr(model, "size", MODEL_GRID))
-        evaluation = evaluate_model(
-            model.predict_batch, samples, batch_size=args.batch_size, grid=grid,
-            prior_postprocess=getattr(model, "postprocess_spec", None) or args.postprocess
-            or "none", model=str(getattr(model, "name", args.model)), worst=args.worst,
-            structures=structures)
-        evaluation.summary["runtime"] = getattr(model, "runtime", None)
+    model = None if args.pred else _load_model(args)
+    with ProgressBar(len(samples), "scoring", args.quiet) as bar:
+        if args.pred:
+            evaluation = evaluate_folder(
+                args.pred, samples, postprocess=args.postprocess or "none",
+                grid=MODEL_GRID if grid == "model" else grid, worst=args.worst,
+                structures=structures, track=bar.track)
+        else:
+            if grid == "model":
+                grid = int(getattr(model, "size", MODEL_GRID))
+            evaluation = evaluate_model(
+                _counted(model.predict_batch, bar), samples, batch_size=args.batch_size,
+                grid=grid, prior_postprocess=getattr(model, "postprocess_spec", None)
+                or args.postprocess or "none", model=str(getattr(model, "name", args.model)),
+                worst=args.worst, structures=structures)
+            evaluation.summary["runtime"] = getattr(model, "runtime", None)
     markdown = summary_markdown(evaluation.summary)
     if args.out:
         write_evaluation(args.out, evaluation.rows, evaluation.summary, markdown)
@@ -127,7 +132,37 @@ def run(args: argparse.Namespace) -> int:
         print(json_text(evaluation.summary))
     else:
         print(markdown, end="")
+        summary(summary_text(evaluation.summary, args), args.quiet)
     return 0
+
+
+def _counted(predict_batch, bar: ProgressBar):
+    """``predict_batch`` advancing ``bar`` by the images of each call."""
+    def predict(images):
+        labels = predict_batch(images)
+        bar.advance(len(images))
+        return labels
+
+    return predict
+
+
+def summary_text(result: dict, args: argparse.Namespace) -> str:
+    """The closing paragraph: what was scored with what, mean Dice and Hausdorff per
+    structure, anatomical outliers, where the tables went. ``result`` is summary.json's dict."""
+    split = args.split or "test"
+    if args.pred:
+        what = f"{count(result['n_images'], 'prediction')} from {args.pred}"
+    else:
+        runtime = f" ({result['runtime']})" if result.get("runtime") else ""
+        what = f"{count(result['n_images'], 'image')} with {result['model']}{runtime}"
+    unit = result.get("hausdorff_unit") or "px"
+    parts = [f"Scored {what} on split {split} of {args.data}: mean Dice "
+             f"{numbers(result['dice'])}; mean Hausdorff {numbers(result['hausdorff'], 1)} "
+             f"{unit}"]
+    if result.get("anatomical_outliers") is not None:
+        parts.append(f"{count(result['anatomical_outliers'], 'anatomical outlier')}")
+    where = f"tables written to {args.out}" if args.out else "nothing written (no --out)"
+    return "; ".join(parts) + f"; {where}."
 
 
 def _write_decoder_figures(model, cases, out_dir: Path) -> None:

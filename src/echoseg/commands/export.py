@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from echoseg.console import ProgressBar, count, stage_columns, summary
+
 VERIFY_IMAGES = 16
 
 
@@ -32,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on (up to 16 images; default: the bundled samples)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors (and "
+                        "the JSON object with --json); a failed check still exits 1")
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -78,15 +82,22 @@ def run(args: argparse.Namespace) -> int:
     from echoseg.inference.files import bundled_samples
 
     _check_options(args)
-    segmenter = load_model(args.model, device="cpu")
-    verify = load_grid_images(args.verify or bundled_samples(), segmenter.size, VERIFY_IMAGES)
-    calibration = None
-    if args.int8:
-        calibration = load_grid_images(args.calibration, segmenter.size,
-                                       args.calibration_images, split="train")
-    report = export_model(segmenter, args.format, args.out, verify=verify,
-                          calibration=calibration, opset=args.opset,
-                          provenance=model_provenance(args.model))
+    stages = 4 if args.int8 else 3
+    with ProgressBar(stages, "loading the model", args.quiet, columns=stage_columns()) as bar:
+        segmenter = load_model(args.model, device="cpu")
+        bar.advance(label="reading the images to check on")
+        verify = load_grid_images(args.verify or bundled_samples(), segmenter.size,
+                                  VERIFY_IMAGES)
+        calibration = None
+        if args.int8:
+            bar.advance(label="reading the calibration images")
+            calibration = load_grid_images(args.calibration, segmenter.size,
+                                           args.calibration_images, split="train")
+        bar.advance(label=_pipeline_stages(args, len(verify)))
+        report = export_model(segmenter, args.format, args.out, verify=verify,
+                              calibration=calibration, opset=args.opset,
+                              provenance=model_provenance(args.model))
+        bar.advance()
     if segmenter.quality is not None:  # the file alone must flag frames as its weights did
         from echoseg.metrics.quality import save_thresholds
 
@@ -95,13 +106,43 @@ def run(args: argparse.Namespace) -> int:
         report["files"].append(str(quality))
     if args.json:
         print(json.dumps(report, sort_keys=False))
-    else:
+    elif not args.quiet:
         print(report_text(report))
     if not report["passed"]:
         print(f"echoseg: error: {args.out}: the export failed its check: {report['problem']} "
               "(the file is written)", file=sys.stderr)
         return 1
+    if not args.json:
+        summary(summary_text(report), args.quiet)
     return 0
+
+
+def _pipeline_stages(args: argparse.Namespace, images: int) -> str:
+    """The bar's label while export_model runs: its stages, in order."""
+    stages = ["exporting to ONNX"]
+    if args.format == "openvino":
+        stages.append("converting to OpenVINO IR")
+    if args.int8:
+        stages.append("quantizing to int8")
+    return ", ".join([*stages, f"checking on {count(images, 'image')}"])
+
+
+def summary_text(report: dict) -> str:
+    """The closing paragraph: what was written, in which format and precision, and the
+    check's numbers (fp32 vs PyTorch, int8 vs fp32)."""
+    fmt = {"onnx": f"ONNX opset {report['opset']}", "openvino": "OpenVINO IR"}[report["format"]]
+    check = report["verify"]
+    fp32 = check["fp32"]
+    text = (f"Exported {report['model']} as {fmt} ({report['precision']}) to "
+            f"{' + '.join(report['files'])}; the check on {count(check['images'], 'image')} "
+            f"of {check['source']} {'passed' if report['passed'] else 'FAILED'}: fp32 vs "
+            f"PyTorch max |Δlogit| {fp32['max_abs_logit_diff']:.2e}, label agreement "
+            f"{fp32['label_agreement']:.5f}")
+    int8 = check.get("int8")
+    if int8:
+        text += (f"; int8 vs fp32 mean Dice {int8['dice_int8_vs_fp32']:.4f}, label agreement "
+                 f"{int8['label_agreement']:.5f}")
+    return text + "."
 
 
 def report_text(report: dict) -> str:

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from echoseg.console import ProgressBar
 from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 
@@ -49,35 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar, notes or summary; errors are still printed")
 
 
-class _Reporter:
+class _Reporter(ProgressBar):
     """stderr lines (one per problem) and a rich progress bar that they print above."""
 
     def __init__(self, total: int, quiet: bool) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        super().__init__(total, "segmenting", quiet)
 
-        self.console = Console(stderr=True, highlight=False)
-        self.shown = not quiet and total > 1 and self.console.is_terminal
-        self.progress = Progress(TextColumn("segmenting"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=self.console, disable=not self.shown, transient=True)
-        self.task = self.progress.add_task("predict", total=total)
-
-    def line(self, text: str) -> None:
-        if self.shown:  # printed above the live bar
-            self.console.print(text, markup=False, soft_wrap=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def advance(self, _path: Path) -> None:
-        self.progress.advance(self.task)
+    def advance(self, _path: Path) -> None:  # type: ignore[override]
+        """One input file done (the FilePredictor's ``on_file`` callback)."""
+        super().advance()
 
 
 @removes_unused_output_dirs
@@ -142,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         predictor = FilePredictor(segmenter, out_dir, args.batch_size, on_error=on_error,
                                   on_file=reporter.advance, on_note=on_note)
         try:
-            with reporter.progress:
+            with reporter:
                 predictor.run(found.files)
         finally:
             csv_path = predictor.write_csv()  # also after an interrupt: rows for what was written
@@ -166,7 +147,7 @@ def _predict_on_ray(args, device, files, out_dir, reporter, on_error, on_note):
     from echoseg.inference.archive import ModelSpec, predict_on_ray
 
     spec = ModelSpec(args.model, str(device), args.postprocess, args.runtime)
-    with reporter.progress:
+    with reporter:
         result = predict_on_ray(files, spec, out_dir, batch_size=args.batch_size,
                                 address=args.address, workers=args.workers,
                                 cpus_per_worker=args.cpus_per_worker,

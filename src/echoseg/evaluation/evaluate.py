@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from echoseg.evaluation.scoring import Evaluation, evaluate_predictions
@@ -47,11 +47,13 @@ def evaluate_folder(
     model: str = "",
     worst: int = 0,
     structures: Sequence[str] = STRUCTURE_NAMES,
+    track: Callable[[Iterable], Iterable] = iter,
 ) -> Evaluation:
     """Score the prediction files in ``pred_dir`` (matched by sample id, see
-    ``find_predictions``) against the samples' ground truths."""
+    ``find_predictions``) against the samples' ground truths; ``track`` wraps the iteration
+    over the scored items (a progress bar's, for instance)."""
     samples = list(samples)
     paths = find_predictions(pred_dir, [s.id for s in samples])
-    items = items_from_files(samples, paths, with_images=worst > 0)
+    items = track(items_from_files(samples, paths, with_images=worst > 0))
     return evaluate_predictions(items, postprocess=postprocess, grid=grid,
                                 model=model or str(pred_dir), worst=worst, structures=structures)

@@ -2,49 +2,45 @@
 
 from __future__ import annotations
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
-    Progress,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 
+from echoseg.console import ProgressBar, stderr_console
 
-class TrainingProgress:
-    """Context manager: ``advance(loss)`` per batch, ``end_epoch(...)`` per epoch."""
+
+class TrainingProgress(ProgressBar):
+    """Context manager: ``advance(loss)`` per batch, ``end_epoch(...)`` per epoch. The bar is
+    drawn on a terminal only; the per-epoch lines print unless ``quiet``."""
 
     def __init__(self, epochs: int, batches_per_epoch: int, start_epoch: int, quiet: bool):
-        self.quiet = quiet
         self.batches = batches_per_epoch
         self.epochs = epochs
-        self.console = Console(stderr=True, log_path=False)
-        self.progress = Progress(
+        columns = (
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  val Dice {task.fields[dice]}"),
-            console=self.console, disable=quiet, transient=False)
+            TextColumn("loss {task.fields[loss]:.4f}  val Dice {task.fields[dice]}"))
         remaining = max(0, epochs - start_epoch + 1) * batches_per_epoch
-        self.task = self.progress.add_task("train", total=remaining, epoch=start_epoch,
-                                           epochs=epochs, loss=float("nan"), dice="-")
+        super().__init__(remaining, "train", quiet, columns=columns, transient=False,
+                         console=stderr_console(highlight=True), epoch=start_epoch,
+                         epochs=epochs, loss=float("nan"), dice="-")
 
     def __enter__(self) -> TrainingProgress:
-        self.progress.start()
+        super().__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.progress.stop()
-
-    def advance(self, loss: float) -> None:
+    def advance(self, loss: float) -> None:  # type: ignore[override]
         """One training batch done with this loss."""
-        self.progress.update(self.task, advance=1, loss=loss)
+        super().advance(1, loss=loss)
 
     def end_epoch(self, epoch: int, train_loss: float, metrics: dict[str, float]) -> None:
         """Show the epoch's validation Dice (LV/MYO/LA) and print a line that stays."""
         dice = "/".join(f"{metrics[k]:.3f}" for k in ("val_dice_LV", "val_dice_MYO", "val_dice_LA"))
-        self.progress.update(self.task, epoch=min(epoch + 1, self.epochs), dice=dice)
+        self.update(epoch=min(epoch + 1, self.epochs), dice=dice)
         if not self.quiet:
             self.console.log(f"epoch {epoch}: train loss {train_loss:.4f}, "
                              f"val loss {metrics['val_loss']:.4f}, val Dice LV/MYO/LA {dice}")
