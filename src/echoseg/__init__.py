@@ -2,7 +2,7 @@
 
 from echoseg.errors import EchosegError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["EchosegError", "__version__"]
 
 
