@@ -26,7 +26,7 @@ from echoseg.data.readers import read_header, read_image
 from echoseg.errors import DataError
 from echoseg.inference.files import InputFile, find_inputs, output_extension
 from echoseg.inference.pipeline import FilePredictor, load_input
-from echoseg.io import is_dicom_file, read_dicom_header, read_scan
+from echoseg.io import crop_region, is_dicom_file, read_dicom_header, read_scan
 
 US_MULTI = "1.2.840.10008.5.1.4.1.1.3.1"  # Ultrasound Multi-frame Image Storage
 US_SINGLE = "1.2.840.10008.5.1.4.1.1.6.1"  # Ultrasound Image Storage
@@ -335,3 +335,16 @@ def test_predict_cli_on_a_dicom_clip(tmp_path, capsys):
         area = int((labels[t] == 1).sum())
         assert int(row["area_LV_px"]) == area
         assert float(row["area_LV_mm2"]) == pytest.approx(area * 0.3 * 0.3)
+
+
+def test_bundled_dicom_sample_is_the_camus_frames_inside_its_region():
+    from echoseg.inference.files import bundled_samples
+
+    sample = bundled_samples().parent / "dicom" / "patient0200_4CH.dcm"
+    scan = read_scan(sample)
+    assert scan.array.shape == (2, 280, 256) and scan.spacing is None
+    assert scan.region == (24, 248, 16, 240)
+    for frame, phase in zip(scan.array, ("ED", "ES"), strict=True):
+        png = bundled_samples() / "patient0200" / f"patient0200_4CH_{phase}.png"
+        np.testing.assert_array_equal(crop_region(frame, scan.region),
+                                      np.asarray(Image.open(png).convert("L")))

@@ -32,6 +32,8 @@ def test_readme_shell_blocks_run(tmp_path):
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{block}\n{done.stderr[-2000:]}"
-    for output in ("predict/predictions.csv", "eval/summary.json", "ef/ef.csv",
-                   "lightweight.onnx", "onnx/predictions.csv", "study/report.md"):
+    for output in ("predict/predictions.csv", "dicom/patient0200_4CH_seg.nii.gz",
+                   "eval/summary.json", "run/best.pt", "eval_run/summary.json",
+                   "compare/report.md", "ef/ef.csv", "lightweight.onnx", "onnx/predictions.csv",
+                   "study/report.md"):
         assert (tmp_path / "tour" / output).is_file(), output
