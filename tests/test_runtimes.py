@@ -228,6 +228,60 @@ def test_auto_falls_back_to_torch_when_the_export_fails(monkeypatch):
         echoseg.load_model("lightweight", runtime="onnxruntime")
 
 
+# --- int8 of PyTorch weights ----------------------------------------------------------------
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_int8_is_quantized_once_and_labels_like_fp32(runtime, monkeypatch, images,
+                                                      torch_predictions):
+    need(runtime)
+    from echoseg.export import quantize_onnx, quantize_openvino, selection
+    from echoseg.inference.exported import export_dir
+
+    builds = []
+
+    def counted(*args, **kwargs):
+        builds.append(args)
+        return selection.choose_float_layers(*args, **kwargs)
+
+    for module in (quantize_onnx, quantize_openvino):
+        monkeypatch.setattr(module, "choose_float_layers", counted)
+    first = echoseg.load_model("lightweight", runtime=runtime, precision="int8")
+    second = echoseg.load_model("lightweight", runtime=runtime, precision="int8")
+    assert len(builds) == 1  # quantized once, then read from the cache
+    assert first.runtime == second.runtime == f"{runtime} int8" and first.precision == "int8"
+    assert [p.name for p in export_dir().iterdir() if ".int8." in p.name]
+    assert not [p.name for p in export_dir().iterdir() if p.name.startswith(".")]
+    for labels, reference in zip(first.predict_batch(images), torch_predictions, strict=True):
+        assert labels.shape == reference.shape and labels.dtype == np.uint8
+        inter = [((labels == k) & (reference == k)).sum() for k in (1, 2, 3)]
+        sizes = [(labels == k).sum() + (reference == k).sum() for k in (1, 2, 3)]
+        assert min(2 * i / n for i, n in zip(inter, sizes, strict=True)) > 0.95
+
+
+def test_int8_needs_an_exporting_runtime_and_pytorch_weights(exported):
+    with pytest.raises(ConfigError, match="--precision int8 needs --runtime openvino or "
+                                          "onnxruntime"):
+        echoseg.load_model("lightweight", runtime="torch", precision="int8")
+    with pytest.raises(ConfigError, match="is an exported file, which runs in the precision"):
+        echoseg.load_model(exported["onnx"], precision="int8")
+    with pytest.raises(ConfigError, match="--precision fp16: unknown; valid: fp32, int8"):
+        echoseg.load_model("lightweight", precision="fp16")
+
+
+def test_predict_records_int8_in_the_runtime_column(tmp_path, samples_root, capsys):
+    need("onnxruntime")
+    source = samples_root / "patient0200" / "patient0200_2CH_ED.png"
+    out = tmp_path / "out"
+    assert main(["predict", "lightweight", str(source), "--out", str(out), "--runtime",
+                 "onnxruntime", "--precision", "int8", "--quiet"]) == 0
+    with open(out / "predictions.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["runtime"] == "onnxruntime int8"
+    assert main(["predict", "lightweight", str(source), "--out", str(tmp_path / "t"),
+                 "--runtime", "torch", "--precision", "int8"]) == 2
+    assert "--precision int8 needs --runtime" in capsys.readouterr().err
+
+
 # --- echoseg predict -------------------------------------------------------------------------
 
 def test_predict_writes_the_same_labels_with_onnxruntime(tmp_path, samples_root, capsys):

@@ -16,7 +16,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg demo`."""
-    from echoseg.inference.runtimes import RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
 
     parser.add_argument("--out", default="demo_out", metavar="DIR",
                         help="output folder (default demo_out/)")
@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "file (default lightweight)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                        help=PRECISION_HELP)
 
 
 def _check_model(name: str) -> None:
@@ -71,11 +73,11 @@ def _recorded_validation(model: str):
 
 
 def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2,
-                    runtime: str = "auto") -> dict:
+                    runtime: str = "auto", precision: str = "fp32") -> dict:
     """Segment and score the bundled samples, draw one figure each; returns the report dict.
 
-    ``runtime`` (auto, torch, onnxruntime, openvino) runs the network; the report's
-    ``inference.runtime`` says which one did.
+    ``runtime`` (auto, torch, onnxruntime, openvino) runs the network in ``precision`` (fp32,
+    int8); the report's ``inference.runtime`` says which one did.
 
     Dice per structure (both empty -> 1) is computed at the samples' native 224x224 grid by
     ``echoseg.evaluation``; ``ms_per_frame`` is the median time of ``predict`` on one image
@@ -98,7 +100,7 @@ def segment_samples(model: str, out: Path, device: str = "auto", warmup: int = 2
     started = time.perf_counter()
     samples = open_dataset(bundled_samples()).samples
     torch_device = resolve_device(device)
-    segmenter = load_model(model, device=str(torch_device), runtime=runtime)
+    segmenter = load_model(model, device=str(torch_device), runtime=runtime, precision=precision)
     warm = [read_image(s.image_path)[0] for s in samples[:warmup]]
     for image in warm:
         segmenter.predict(image)
@@ -216,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
     resolve_runtime(args.runtime, resolve_device(args.device))  # fails before any work
     out = Path(args.out)
     prepare_output_dir(out)  # a bad --out fails before the work, not after it
-    report = segment_samples(args.model, out, device=args.device, runtime=args.runtime)
+    report = segment_samples(args.model, out, device=args.device, runtime=args.runtime,
+                             precision=args.precision)
     write_text(out / "report.json", summary_json(report))
     write_text(out / "report.md", report_markdown(report))
     _print_summary(report, out)

@@ -21,7 +21,7 @@ SWAPPED_PREFIX = "EF < 0"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg ef`."""
-    from echoseg.inference.runtimes import RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
 
     parser.add_argument("data", metavar="DATA", help="dataset folder (CAMUS release, "
                         "image/label folder such as camus224, EchoNet-Dynamic)")
@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --model: images per model call (default 8)")
     parser.add_argument("--device", default="auto", help="with --model: auto | cpu | cuda[:i]")
     parser.add_argument("--runtime", default="auto", help=f"with --model: {RUNTIME_HELP}")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                        help=f"with --model: {PRECISION_HELP}")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -93,7 +95,8 @@ def _model(args: argparse.Namespace):
     from echoseg.inference import load_model
 
     return load_model(args.model, device=str(resolve_device(args.device)),
-                      postprocess=args.postprocess, runtime=args.runtime)
+                      postprocess=args.postprocess, runtime=args.runtime,
+                      precision=args.precision)
 
 
 def _finish(m, drop: tuple[str, ...] = ()):

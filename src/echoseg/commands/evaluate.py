@@ -12,7 +12,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg evaluate`."""
-    from echoseg.inference.runtimes import RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
 
     parser.add_argument("model", nargs="?", help="bundled name, run folder, checkpoint or "
                         "exported .onnx/.xml file (omit with --pred)")
@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                        help=PRECISION_HELP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or closing "
                         "summary on stderr (the table or JSON still prints); errors still do")
@@ -78,7 +80,7 @@ def _load_model(args: argparse.Namespace):
 
     device = str(resolve_device(args.device))
     return load_model(args.model, device=device, postprocess=args.postprocess,
-                      runtime=args.runtime)
+                      runtime=args.runtime, precision=args.precision)
 
 
 @removes_unused_output_dirs

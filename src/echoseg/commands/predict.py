@@ -18,7 +18,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg predict`."""
-    from echoseg.inference.runtimes import RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
 
     parser.add_argument("model", help="bundled name (e.g. lightweight), run folder, checkpoint "
                         "or exported .onnx/.xml file")
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per model call (default 8)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                        help=PRECISION_HELP)
     parser.add_argument("--executor", default="local", choices=("local", "ray"),
                         help="local (this process) or ray: files spread over Ray actors, one "
                         "model load each, writing into --out (needs echoseg[ray]; on a "
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         from echoseg.inference.pipeline import FilePredictor
 
         segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess,
-                               runtime=args.runtime)
+                               runtime=args.runtime, precision=args.precision)
         name, runtime, where = segmenter.name, segmenter.runtime, segmenter.device
         predictor = FilePredictor(segmenter, out_dir, args.batch_size, on_error=on_error,
                                   on_file=reporter.advance, on_note=on_note)
@@ -146,7 +148,7 @@ def _predict_on_ray(args, device, files, out_dir, reporter, on_error, on_note):
     """Run the files on Ray actors; returns (rows, failures, (name, runtime, device))."""
     from echoseg.inference.archive import ModelSpec, predict_on_ray
 
-    spec = ModelSpec(args.model, str(device), args.postprocess, args.runtime)
+    spec = ModelSpec(args.model, str(device), args.postprocess, args.runtime, args.precision)
     with reporter:
         result = predict_on_ray(files, spec, out_dir, batch_size=args.batch_size,
                                 address=args.address, workers=args.workers,

@@ -19,12 +19,13 @@ from echoseg.ray_cluster import import_ray, start_ray
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What each actor loads: ``load_model(model, device, postprocess, runtime)``."""
+    """What each actor loads: ``load_model(model, device, postprocess, runtime, precision)``."""
 
     model: str
     device: str
     postprocess: str | None
     runtime: str
+    precision: str = "fp32"
 
 
 class PredictWorker:
@@ -42,7 +43,8 @@ class PredictWorker:
         self.segmenter, self.error = None, None
         try:
             self.segmenter = load_model(spec.model, device=spec.device,
-                                        postprocess=spec.postprocess, runtime=spec.runtime)
+                                        postprocess=spec.postprocess, runtime=spec.runtime,
+                                        precision=spec.precision)
         except EchosegError as exc:  # kept for the driver, which prints it once
             self.error = (type(exc), str(exc))
 

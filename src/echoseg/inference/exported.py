@@ -6,7 +6,10 @@ The cache is the folder ``exported/`` of :func:`echoseg.data.cache.default_cache
 weights' sha256 (``weights_digest``) and a digest of the config, so new weights or a changed
 architecture get a new export. ``<key>.onnx`` is one file written atomically; the OpenVINO IR
 is a folder ``<key>.openvino/`` (``model.xml`` + ``model.bin``) renamed into place whole, so
-that a reader, in this process or another, sees a complete export or none.
+that a reader, in this process or another, sees a complete export or none. int8 copies
+(``<key>.int8.onnx``, ``<key>.int8.openvino/``) are quantized from those, calibrated on the
+bundled CAMUS samples (:data:`INT8_CALIBRATION_IMAGES` of them) as ``echoseg export --int8``
+does, layers kept in float chosen by measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from echoseg.config import Config, to_dict
 from echoseg.errors import EchosegError
 from echoseg.paths import default_cache_dir
 
+INT8_CALIBRATION_IMAGES = 16  # the bundled samples: 4 patients x 2 views x 2 phases
 EXPORT_VERSION = 1  # bump when the exporter's output changes, so old cache entries are unused
 CACHE_HINT = "set ECHOSEG_CACHE to a writable folder"
 
@@ -75,6 +79,12 @@ def cached_openvino(model: torch.nn.Module, config: Config, name: str) -> Path:
     if xml.is_file():
         return xml
     onnx_path = cached_onnx(model, config, name)
+    return _write_ir_folder(folder, xml.name, lambda out: export_openvino(onnx_path, out))
+
+
+def _write_ir_folder(folder: Path, name: str, write) -> Path:
+    """``folder / name`` after ``write(staging / name)`` wrote an IR into a staging folder that
+    then moved into place whole; raises EchosegError (with the cache hint) when it cannot."""
     try:
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.",
                                         suffix=TMP_SUFFIX))
@@ -82,13 +92,13 @@ def cached_openvino(model: torch.nn.Module, config: Config, name: str) -> Path:
         raise EchosegError(f"{folder}: cannot write ({failure_reason(exc)}); {CACHE_HINT}") \
             from exc
     try:
-        export_openvino(onnx_path, staging / xml.name)
-        _move_into_place(staging, folder, xml.name)
+        write(staging / name)
+        _move_into_place(staging, folder, name)
     except WriteError as exc:
         raise EchosegError(f"{exc}; {CACHE_HINT}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return xml
+    return folder / name
 
 
 def _move_into_place(staging: Path, folder: Path, marker: str) -> None:
@@ -106,3 +116,47 @@ def _move_into_place(staging: Path, folder: Path, marker: str) -> None:
             with contextlib.suppress(OSError):
                 shutil.rmtree(folder)
     raise WriteError(folder, "another process keeps writing this folder")
+
+
+def cached_int8(model: torch.nn.Module, config: Config, name: str, runtime: str) -> Path:
+    """The cached int8 copy of ``model`` for ``runtime`` (openvino: the ``model.xml`` of an IR
+    folder; onnxruntime: an ``.onnx`` file), quantized now from the cached fp32 export when
+    missing (calibrated on the bundled samples; a minute or so on 2 CPU cores, once per
+    weights). Raises EchosegError as :func:`cached_onnx` does."""
+    key, _ = export_key(model, config)
+    if runtime == "openvino":
+        folder = export_dir() / f"{key}.int8.openvino"
+        xml = folder / "model.xml"
+        if xml.is_file():
+            return xml
+        from echoseg.export.quantize_openvino import quantize_openvino
+
+        fp32 = cached_openvino(model, config, name)
+        return _write_ir_folder(folder, xml.name, lambda out: quantize_openvino(
+            fp32, out, *_calibration(model, config)))
+    path = export_dir() / f"{key}.int8.onnx"
+    if path.is_file():
+        return path
+    from echoseg.export.metadata import stored_entries
+    from echoseg.export.quantize_onnx import quantize_onnx
+
+    fp32 = cached_onnx(model, config, name)
+    try:
+        return quantize_onnx(fp32, path, *_calibration(model, config), stored_entries(fp32))[0]
+    except WriteError as exc:
+        raise EchosegError(f"{exc}; {CACHE_HINT}") from exc
+
+
+def _calibration(model: torch.nn.Module, config: Config):
+    """(calibration grid images, probe images, the PyTorch model's labels of the probe)."""
+    from echoseg.export.images import load_grid_images
+    from echoseg.export.selection import probe_indices
+    from echoseg.inference.files import bundled_samples
+    from echoseg.inference.segmenter import Segmenter
+
+    images = load_grid_images(bundled_samples(), config.data.size,
+                              INT8_CALIBRATION_IMAGES).images
+    probe = images[probe_indices(len(images))]
+    with torch.no_grad():
+        labels = Segmenter(model, config).logits(probe).argmax(1).numpy()
+    return images, probe, labels

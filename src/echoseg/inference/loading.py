@@ -12,9 +12,10 @@ import torch
 from echoseg.config import from_dict
 from echoseg.errors import ConfigError, EchosegError, plain_reason
 from echoseg.export.metadata import PREFIX, config_from_metadata, read_metadata
-from echoseg.inference.exported import cached_onnx, cached_openvino
+from echoseg.inference.exported import cached_int8, cached_onnx, cached_openvino
 from echoseg.inference.runtimes import (
     INSTALL_HINTS,
+    PRECISIONS,
     Backend,
     OnnxRuntimeBackend,
     OpenVinoBackend,
@@ -53,7 +54,7 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str | None = None,
-               runtime: str | None = None) -> Segmenter:
+               runtime: str | None = None, precision: str = "fp32") -> Segmenter:
     """Load a model for inference; returns a :class:`Segmenter`.
 
     ``name_or_path``: a bundled name, run folder, checkpoint, or an exported ``.onnx`` or
@@ -61,7 +62,10 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
     metadata inside). ``runtime``: one of ``echoseg.inference.runtimes.RUNTIMES``; None means
     torch for PyTorch weights and auto for exported files. ONNX Runtime or OpenVINO on PyTorch
     weights runs an export made once and cached (``echoseg.inference.exported``); with
-    ``auto``, a failing export falls back to PyTorch with a warning.
+    ``auto``, a failing export falls back to PyTorch with a warning. ``precision`` ``int8``
+    (PyTorch weights on ONNX Runtime or OpenVINO only) runs a cached int8 copy calibrated on
+    the bundled samples (``echoseg.inference.exported.cached_int8``); an exported file runs
+    in the precision it was written in.
 
     Bundled weights are a plain state dict with the config in a JSON file beside them
     (``<name>.json``, key ``config``); checkpoints carry their config inside. Calibrated
@@ -71,11 +75,19 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
     weights that do not fit the model their config describes; ConfigError (one line) for a
     runtime that is unknown, not installed or cannot run this kind of file.
     """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision}: unknown; valid: {', '.join(PRECISIONS)}")
     path = resolve_model_path(name_or_path)
     if path.suffix.lower() in EXPORTED_SUFFIXES:
+        if precision != "fp32":
+            raise ConfigError(f"--precision {precision}: {path} is an exported file, which "
+                              "runs in the precision it was exported in")
         return load_exported(path, device, postprocess, runtime or "auto")
     requested = runtime or "torch"
     chosen = resolve_runtime(requested, device)
+    if precision == "int8" and chosen == "torch":
+        raise ConfigError("--precision int8 needs --runtime openvino or onnxruntime (or auto "
+                          f"with one installed: {INSTALL_HINTS['openvino']})")
     model, config = load_torch(path)
     name = str(name_or_path) if str(name_or_path) in bundled_models() else str(path)
     if chosen != "torch" and not (installed("onnx") and installed("onnxruntime")):
@@ -86,13 +98,14 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
     backend = None
     if chosen != "torch":
         try:
-            backend = exported_backend(model, config, name, chosen, device)
+            backend = exported_backend(model, config, name, chosen, device, precision)
         except EchosegError as exc:
-            if requested != "auto":
+            if requested != "auto" or precision != "fp32":
                 raise
             warnings.warn(f"{exc}; running on PyTorch instead", stacklevel=2)
     return Segmenter(model, config, name=name, device=device, postprocess=postprocess,
-                     backend=backend, quality=quality_beside(path, config.data.size))
+                     backend=backend, quality=quality_beside(path, config.data.size),
+                     precision=precision)
 
 
 def load_torch(path: Path):
@@ -112,8 +125,12 @@ def load_torch(path: Path):
     return model, config
 
 
-def exported_backend(model, config, name: str, runtime: str, device: str) -> Backend:
-    """The ``runtime`` (onnxruntime or openvino) backend of a cached export of ``model``."""
+def exported_backend(model, config, name: str, runtime: str, device: str,
+                     precision: str = "fp32") -> Backend:
+    """The ``runtime`` (onnxruntime or openvino) backend of a cached export of ``model`` in
+    ``precision`` (fp32 or int8)."""
+    if precision == "int8":
+        return open_backend(cached_int8(model, config, name, runtime), runtime, device)
     if runtime == "openvino":
         return open_backend(cached_openvino(model, config, name), runtime, device)
     return open_backend(cached_onnx(model, config, name), runtime, device)
@@ -132,7 +149,8 @@ def load_exported(path: Path, device: str, postprocess: str | None, runtime: str
     backend = open_backend(path, chosen, device)
     return Segmenter(None, config, name=meta.get(f"{PREFIX}name") or str(path), device=device,
                      postprocess=postprocess or meta.get(f"{PREFIX}postprocess"),
-                     backend=backend, quality=quality_beside(path, config.data.size))
+                     backend=backend, quality=quality_beside(path, config.data.size),
+                     precision=meta.get(f"{PREFIX}precision") or "fp32")
 
 
 def quality_path(weights: Path) -> Path | None:

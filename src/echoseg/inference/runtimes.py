@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # torch is imported when a backend is made: `--help` stays fa
     import torch
 
 RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "int8")  # what load_model can run PyTorch weights in
+PRECISION_HELP = ("fp32 | int8 (int8: PyTorch weights on ONNX Runtime or OpenVINO, quantized "
+                  "once on the bundled samples and cached; default fp32)")
 # which extra of pyproject.toml installs each runtime
 INSTALL_HINTS = {"onnxruntime": "pip install 'echoseg[onnx]'",
                  "openvino": "pip install 'echoseg[openvino]'"}

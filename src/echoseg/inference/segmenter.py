@@ -27,19 +27,22 @@ class Segmenter:
     ``device`` is where it runs. ``model`` is the PyTorch module when there is one (None for
     an exported .onnx/.xml file); results are the same whatever the runtime, up to float noise.
     ``quality``: the calibrated quality thresholds stored with the weights
-    (``echoseg.metrics.quality``, on this model's grid), or None.
+    (``echoseg.metrics.quality``, on this model's grid), or None. ``precision`` (fp32 or int8)
+    is what the backend computes in; ``runtime`` says it when int8 (e.g. ``openvino int8``),
+    so predictions.csv and summary.json record it.
     """
 
     def __init__(self, model: torch.nn.Module | None, config: Config, name: str = "model",
                  device: str | torch.device = "cpu", postprocess: str | None = None,
                  backend: Backend | None = None,
-                 quality: QualityThresholds | None = None) -> None:
+                 quality: QualityThresholds | None = None, precision: str = "fp32") -> None:
         if backend is None:
             if model is None:
                 raise ValueError("Segmenter needs a model or a backend")
             backend = TorchBackend(model, device)
         self.backend = backend
-        self.runtime = backend.runtime
+        self.precision = precision
+        self.runtime = backend.runtime if precision == "fp32" else f"{backend.runtime} {precision}"
         self.device = torch.device(backend.device)
         self.model = model.to(self.device).eval() if model is not None else None
         self.config = config
