@@ -211,3 +211,18 @@ def test_summary_and_formatting_helpers(capsys):
     assert number(float("nan")) == "n/a"
     assert (duration(42.4), duration(185), duration(7500)) == ("42 s", "3 min 5 s",
                                                               "2 h 5 min")
+
+
+def test_train_summary_and_quiet(samples_root, tmp_path, capsys):
+    base = ["train", "lightweight", "--data", samples_root, "--set", "train.epochs=1",
+            "--set", "data.train_split=val", "--set", "data.size=64",
+            "--set", "train.batch_size=4", "--set", "model.encoder=[8,8,16]",
+            "--set", "model.decoder=[8,8]"]
+    code, out, err = run(capsys, *base, "--out", tmp_path / "a")
+    assert code == 0 and out.startswith(f"run folder: {tmp_path / 'a'} (best epoch 1")
+    text = paragraph(err, "Trained")
+    assert text.startswith(f"Trained lightweight on {samples_root} up to epoch 1 of 1 in ")
+    assert "(64² grid, batch 4): last validation Dice LV " in text
+    assert text.endswith(f"at epoch 1; weights, history and provenance in {tmp_path / 'a'}.")
+    code, out, err = run(capsys, *base, "--out", tmp_path / "b", "--quiet")
+    assert code == 0 and err == "" and out.startswith("run folder:")
