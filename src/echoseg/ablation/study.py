@@ -63,27 +63,24 @@ class Outcome:
 
 class Study:
     """Runs ``plan`` on ``data`` into ``out`` with ``executor``; ``extra`` holds the command
-    line's config overrides, ``log`` receives one progress line per run. ``on_run_start(label,
-    training)`` is called as each run starts (training: it trains a model, else it only
-    scores) and ``on_run_end(label, result)`` as it ends (result: execute_job's dict)."""
+    line's config overrides. ``on_run_start(label, training)`` is called as each run starts
+    (training: it trains a model, else it only scores) and ``on_run_end(label, result)`` as
+    it ends (result: execute_job's dict)."""
 
     def __init__(self, plan: Plan, out: Path, executor, *, data: str | None,
                  extra: dict[str, Any], seeds: list[int], device: str = "auto",
-                 log: Callable[[str], None] = print,
                  on_step: Callable[[dict], None] | None = None,
                  on_run_start: Callable[[str, bool], None] | None = None,
                  on_run_end: Callable[[str, dict], None] | None = None) -> None:
         self.plan, self.out, self.executor = plan, Path(out), executor
         self.extra = {**extra, **({"data.root": data} if data else {})}
-        self.seeds, self.device, self.log, self.on_step = seeds, device, log, on_step
+        self.seeds, self.device, self.on_step = seeds, device, on_step
         self.on_run_start, self.on_run_end = on_run_start, on_run_end
         base = plan.resolve(plan.start, "start", self.extra)
         if not base.data.root:
             raise EchosegError("no dataset: pass --data DATA (or set data.root in the plan)")
         self.data = str(base.data.root)
         self.trained_seconds: list[float] = []
-        self.runs_done = 0
-        self.expected_trainings = self._expected_trainings()
         self.started = time.perf_counter()
 
     def selection(self) -> Target:
@@ -134,39 +131,17 @@ class Study:
 
         def started(job: Job) -> None:
             train, _ = job.pending()
-            what = "training" if train else "scoring"
-            self.log(f"ablate: {job.label}: {what} (run {job.key}){self._eta()}")
             if self.on_run_start:
                 self.on_run_start(job.label, bool(train))
 
         for job, result in self.executor.run(todo, on_start=started):
-            self.runs_done += 1
             if result["trained"] is not None:
                 self.trained_seconds.append(result["trained"])
-                self.expected_trainings = max(self.expected_trainings - 1, 0)
             if result["error"]:
                 errors[job.key] = result["error"]
-                self.log(f"ablate: {job.label}: failed: {result['error']}")
-            else:
-                took = (f"trained in {result['trained']:.0f} s" if result["trained"] is not None
-                        else "already trained")
-                self.log(f"ablate: {job.label}: {took}, {result['evaluated']} evaluation(s)"
-                         f"{self._eta()}")
             if self.on_run_end:
                 self.on_run_end(job.label, result)
         return errors
-
-    def _eta(self) -> str:
-        if not self.trained_seconds or not self.expected_trainings:
-            return ""
-        left = float(np.mean(self.trained_seconds)) * self.expected_trainings
-        return f", ETA ~{_duration(left)} for ~{self.expected_trainings} more trainings"
-
-    def _expected_trainings(self) -> int:
-        """A rough count of the trainings the plan needs (for the ETA)."""
-        steps = sum(sum(not v.evaluation_only for v in s.variants) - 1 for s in self.plan.steps)
-        cross = len(self.plan.cross)
-        return max((1 + steps + len(self.plan.baselines) + cross) * len(self.seeds), 0)
 
     # -- the strategies ------------------------------------------------------------------
 
@@ -181,7 +156,6 @@ class Study:
             raise EchosegError(f"the starting model failed: {best.error}")
         start = best
         for number, step in enumerate(plan.steps, start=1):
-            self.log(f"ablate: step {number}/{len(plan.steps)}: {step.name}")
             reference = start if plan.strategy == "leave-one-out" else best
             entries = [(v.name, v.diff, {**reference.full, **v.diff},
                         f"{plan.path}: step '{step.name}', variant '{v.name}'")
@@ -346,6 +320,3 @@ def seed_metrics(summaries: list[dict], structures: list[str]) -> dict:
 def _number(value) -> float:
     return math.nan if value is None else float(value)
 
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 _write_outputs(results, out, figures=False)
 
             study = Study(plan, out, executor, data=args.data, extra=extra, seeds=seeds,
-                          device=args.device, log=lambda line: None, on_step=partial,
+                          device=args.device, on_step=partial,
                           on_run_start=runs.started, on_run_end=runs.ended)
             results = study.run()
             results["settings"] = _settings(args, plan, study, results, reduced, out,

@@ -16,7 +16,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg demo`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
 
     parser.add_argument("--out", default="demo_out", metavar="DIR",
                         help="output folder (default demo_out/)")
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "file (default lightweight)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=PRECISION_HELP)
 
 

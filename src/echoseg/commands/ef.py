@@ -21,7 +21,7 @@ SWAPPED_PREFIX = "EF < 0"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg ef`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
 
     parser.add_argument("data", metavar="DATA", help="dataset folder (CAMUS release, "
                         "image/label folder such as camus224, EchoNet-Dynamic)")
@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --model: images per model call (default 8)")
     parser.add_argument("--device", default="auto", help="with --model: auto | cpu | cuda[:i]")
     parser.add_argument("--runtime", default="auto", help=f"with --model: {RUNTIME_HELP}")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=f"with --model: {PRECISION_HELP}")
 
 

@@ -12,7 +12,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg evaluate`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
 
     parser.add_argument("model", nargs="?", help="bundled name, run folder, checkpoint or "
                         "exported .onnx/.xml file (omit with --pred)")
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=PRECISION_HELP)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or closing "

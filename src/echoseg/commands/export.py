@@ -130,7 +130,7 @@ def _pipeline_stages(args: argparse.Namespace, images: int) -> str:
 def summary_text(report: dict) -> str:
     """The closing paragraph: what was written, in which format and precision, and the
     check's numbers (fp32 vs PyTorch, int8 vs fp32)."""
-    fmt = {"onnx": f"ONNX opset {report['opset']}", "openvino": "OpenVINO IR"}[report["format"]]
+    fmt = _format_name(report)
     check = report["verify"]
     fp32 = check["fp32"]
     text = (f"Exported {report['model']} as {fmt} ({report['precision']}) to "
@@ -145,9 +145,14 @@ def summary_text(report: dict) -> str:
     return text + "."
 
 
+def _format_name(report: dict) -> str:
+    """``ONNX opset 17`` or ``OpenVINO IR``: the written format, for people."""
+    return {"onnx": f"ONNX opset {report['opset']}", "openvino": "OpenVINO IR"}[report["format"]]
+
+
 def report_text(report: dict) -> str:
     """A few lines for people: what was written, the quantization choice, the check."""
-    fmt = {"onnx": f"ONNX opset {report['opset']}", "openvino": "OpenVINO IR"}[report["format"]]
+    fmt = _format_name(report)
     lines = [f"wrote {' + '.join(report['files'])} ({fmt}, {report['precision']}, "
              f"model {report['model']})"]
     quant = report.get("quantization")

@@ -18,7 +18,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg predict`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
 
     parser.add_argument("model", help="bundled name (e.g. lightweight), run folder, checkpoint "
                         "or exported .onnx/.xml file")
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frames per model call (default 8)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:i] (default auto)")
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=PRECISION_HELP)
     parser.add_argument("--executor", default="local", choices=("local", "ray"),
                         help="local (this process) or ray: files spread over Ray actors, one "
