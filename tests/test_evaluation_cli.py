@@ -210,9 +210,10 @@ def test_evaluate_model_path_uses_load_model(monkeypatch, tmp_path, capsys):
     gts = [read_image(p)[0] for p in val_ground_truths()]  # the split's order: sorted ids
     calls = {}
 
-    def fake_load_model(name, device="cpu", postprocess=None, runtime=None, precision="fp32"):
+    def fake_load_model(name, device="cpu", postprocess=None, runtime=None, precision="fp32",
+                        tta=False):
         calls.update(name=name, device=device, postprocess=postprocess, runtime=runtime,
-                     precision=precision)
+                     precision=precision, tta=tta)
         return FakeModel(gts)
 
     monkeypatch.setattr(echoseg.inference, "load_model", fake_load_model)
@@ -220,7 +221,7 @@ def test_evaluate_model_path_uses_load_model(monkeypatch, tmp_path, capsys):
                  "model", "--device", "cpu", "--json", "--batch-size", "5"])
     assert code == 0
     assert calls == {"name": "somemodel", "device": "cpu", "postprocess": None,
-                     "runtime": "auto", "precision": "fp32"}
+                     "runtime": "auto", "precision": "fp32", "tta": False}
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"] == "fake-net" and summary["postprocess"] == "cca"
     assert summary["grid"] == 128 and summary["dice"]["LA"] == 0.0

@@ -21,7 +21,7 @@ SWAPPED_PREFIX = "EF < 0"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg ef`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, TTA_HELP
 
     parser.add_argument("data", metavar="DATA", help="dataset folder (CAMUS release, "
                         "image/label folder such as camus224, EchoNet-Dynamic)")
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="auto", help=f"with --model: {RUNTIME_HELP}")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=f"with --model: {PRECISION_HELP}")
+    parser.add_argument("--tta", action="store_true", help=f"with --model: {TTA_HELP}")
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -55,8 +56,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("give --pred DIR or --model MODEL, not both")
     if args.batch_size < 1:
         raise ConfigError("--batch-size must be >= 1")
-    if not args.model and (args.postprocess or args.runtime != "auto"):
-        raise ConfigError("--postprocess and --runtime need --model")
+    if not args.model and (args.postprocess or args.runtime != "auto" or args.tta):
+        raise ConfigError("--postprocess, --runtime and --tta need --model")
     parse_postprocess(args.postprocess)
     if args.model:
         from echoseg.devices import resolve_device
@@ -96,7 +97,7 @@ def _model(args: argparse.Namespace):
 
     return load_model(args.model, device=str(resolve_device(args.device)),
                       postprocess=args.postprocess, runtime=args.runtime,
-                      precision=args.precision)
+                      precision=args.precision, tta=args.tta)
 
 
 def _finish(m, drop: tuple[str, ...] = ()):

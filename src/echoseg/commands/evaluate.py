@@ -12,7 +12,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg evaluate`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, TTA_HELP
 
     parser.add_argument("model", nargs="?", help="bundled name, run folder, checkpoint or "
                         "exported .onnx/.xml file (omit with --pred)")
@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=PRECISION_HELP)
+    parser.add_argument("--tta", action="store_true", help=f"with MODEL: {TTA_HELP}")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON only")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or closing "
                         "summary on stderr (the table or JSON still prints); errors still do")
@@ -80,7 +81,7 @@ def _load_model(args: argparse.Namespace):
 
     device = str(resolve_device(args.device))
     return load_model(args.model, device=device, postprocess=args.postprocess,
-                      runtime=args.runtime, precision=args.precision)
+                      runtime=args.runtime, precision=args.precision, tta=args.tta)
 
 
 @removes_unused_output_dirs
@@ -98,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either MODEL or --pred DIR (not both)")
     if args.worst < 0 or args.batch_size < 1:
         raise ConfigError("--worst must be >= 0 and --batch-size >= 1")
+    if args.tta and not args.model:
+        raise ConfigError("--tta needs MODEL (prediction files are scored as they are)")
     if args.worst and not args.out:
         raise ConfigError("--worst needs --out DIR to write the figures into")
     parse_postprocess(args.postprocess)  # fail on a bad spec before reading any data

@@ -18,7 +18,7 @@ from echoseg.outdir import prepare_output_dir, removes_unused_output_dirs
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `echoseg predict`."""
-    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP
+    from echoseg.inference.runtimes import PRECISION_HELP, PRECISIONS, RUNTIME_HELP, TTA_HELP
 
     parser.add_argument("model", help="bundled name (e.g. lightweight), run folder, checkpoint "
                         "or exported .onnx/.xml file")
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="auto", help=RUNTIME_HELP)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help=PRECISION_HELP)
+    parser.add_argument("--tta", action="store_true", help=TTA_HELP)
     parser.add_argument("--executor", default="local", choices=("local", "ray"),
                         help="local (this process) or ray: files spread over Ray actors, one "
                         "model load each, writing into --out (needs echoseg[ray]; on a "
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         from echoseg.inference.pipeline import FilePredictor
 
         segmenter = load_model(args.model, device=str(device), postprocess=args.postprocess,
-                               runtime=args.runtime, precision=args.precision)
+                               runtime=args.runtime, precision=args.precision, tta=args.tta)
         name, runtime, where = segmenter.name, segmenter.runtime, segmenter.device
         predictor = FilePredictor(segmenter, out_dir, args.batch_size, on_error=on_error,
                                   on_file=reporter.advance, on_note=on_note)
@@ -148,7 +149,8 @@ def _predict_on_ray(args, device, files, out_dir, reporter, on_error, on_note):
     """Run the files on Ray actors; returns (rows, failures, (name, runtime, device))."""
     from echoseg.inference.archive import ModelSpec, predict_on_ray
 
-    spec = ModelSpec(args.model, str(device), args.postprocess, args.runtime, args.precision)
+    spec = ModelSpec(args.model, str(device), args.postprocess, args.runtime, args.precision,
+                     args.tta)
     with reporter:
         result = predict_on_ray(files, spec, out_dir, batch_size=args.batch_size,
                                 address=args.address, workers=args.workers,

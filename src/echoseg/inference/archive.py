@@ -19,13 +19,15 @@ from echoseg.ray_cluster import import_ray, start_ray
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What each actor loads: ``load_model(model, device, postprocess, runtime, precision)``."""
+    """What each actor loads: ``load_model(model, device, postprocess, runtime, precision,
+    tta)``."""
 
     model: str
     device: str
     postprocess: str | None
     runtime: str
     precision: str = "fp32"
+    tta: bool = False
 
 
 class PredictWorker:
@@ -44,7 +46,7 @@ class PredictWorker:
         try:
             self.segmenter = load_model(spec.model, device=spec.device,
                                         postprocess=spec.postprocess, runtime=spec.runtime,
-                                        precision=spec.precision)
+                                        precision=spec.precision, tta=spec.tta)
         except EchosegError as exc:  # kept for the driver, which prints it once
             self.error = (type(exc), str(exc))
 

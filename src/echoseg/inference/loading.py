@@ -54,7 +54,8 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str | None = None,
-               runtime: str | None = None, precision: str = "fp32") -> Segmenter:
+               runtime: str | None = None, precision: str = "fp32",
+               tta: bool = False) -> Segmenter:
     """Load a model for inference; returns a :class:`Segmenter`.
 
     ``name_or_path``: a bundled name, run folder, checkpoint, or an exported ``.onnx`` or
@@ -65,7 +66,8 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
     ``auto``, a failing export falls back to PyTorch with a warning. ``precision`` ``int8``
     (PyTorch weights on ONNX Runtime or OpenVINO only) runs a cached int8 copy calibrated on
     the bundled samples (``echoseg.inference.exported.cached_int8``); an exported file runs
-    in the precision it was written in.
+    in the precision it was written in. ``tta``: test-time augmentation (the Segmenter's
+    ``tta``).
 
     Bundled weights are a plain state dict with the config in a JSON file beside them
     (``<name>.json``, key ``config``); checkpoints carry their config inside. Calibrated
@@ -82,7 +84,7 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
         if precision != "fp32":
             raise ConfigError(f"--precision {precision}: {path} is an exported file, which "
                               "runs in the precision it was exported in")
-        return load_exported(path, device, postprocess, runtime or "auto")
+        return load_exported(path, device, postprocess, runtime or "auto", tta)
     requested = runtime or "torch"
     chosen = resolve_runtime(requested, device)
     if precision == "int8" and chosen == "torch":
@@ -105,7 +107,7 @@ def load_model(name_or_path: str | Path, device: str = "cpu", postprocess: str |
             warnings.warn(f"{exc}; running on PyTorch instead", stacklevel=2)
     return Segmenter(model, config, name=name, device=device, postprocess=postprocess,
                      backend=backend, quality=quality_beside(path, config.data.size),
-                     precision=precision)
+                     precision=precision, tta=tta)
 
 
 def load_torch(path: Path):
@@ -136,9 +138,11 @@ def exported_backend(model, config, name: str, runtime: str, device: str,
     return open_backend(cached_onnx(model, config, name), runtime, device)
 
 
-def load_exported(path: Path, device: str, postprocess: str | None, runtime: str) -> Segmenter:
+def load_exported(path: Path, device: str, postprocess: str | None, runtime: str,
+                  tta: bool = False) -> Segmenter:
     """A Segmenter for an exported ``.onnx`` or ``.xml`` file run by ``runtime`` (auto,
-    onnxruntime, openvino; OpenVINO reads both formats, ONNX Runtime only .onnx)."""
+    onnxruntime, openvino; OpenVINO reads both formats, ONNX Runtime only .onnx), with
+    test-time augmentation when ``tta``."""
     chosen = exported_runtime(path, runtime, device)
     meta = read_metadata(path)
     config = config_from_metadata(meta, str(path))
@@ -150,7 +154,7 @@ def load_exported(path: Path, device: str, postprocess: str | None, runtime: str
     return Segmenter(None, config, name=meta.get(f"{PREFIX}name") or str(path), device=device,
                      postprocess=postprocess or meta.get(f"{PREFIX}postprocess"),
                      backend=backend, quality=quality_beside(path, config.data.size),
-                     precision=meta.get(f"{PREFIX}precision") or "fp32")
+                     precision=meta.get(f"{PREFIX}precision") or "fp32", tta=tta)
 
 
 def quality_path(weights: Path) -> Path | None:

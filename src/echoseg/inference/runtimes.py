@@ -23,6 +23,8 @@ RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "int8")  # what load_model can run PyTorch weights in
 PRECISION_HELP = ("fp32 | int8 (int8: PyTorch weights on ONNX Runtime or OpenVINO, quantized "
                   "once on the bundled samples and cached; default fp32)")
+TTA_HELP = ("test-time augmentation: average the network's probabilities over 7 affine views "
+            "of each image (echoseg.inference.tta; 7x the network time)")
 # which extra of pyproject.toml installs each runtime
 INSTALL_HINTS = {"onnxruntime": "pip install 'echoseg[onnx]'",
                  "openvino": "pip install 'echoseg[openvino]'"}

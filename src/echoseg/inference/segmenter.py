@@ -11,6 +11,7 @@ from echoseg.config import Config
 from echoseg.data.preprocess import image_to_grid, label_to_native
 from echoseg.errors import EchosegError
 from echoseg.inference.runtimes import Backend, TorchBackend
+from echoseg.inference.tta import averaged_probabilities
 from echoseg.metrics.quality import QualityThresholds
 from echoseg.postprocess import parse_postprocess
 
@@ -29,20 +30,25 @@ class Segmenter:
     ``quality``: the calibrated quality thresholds stored with the weights
     (``echoseg.metrics.quality``, on this model's grid), or None. ``precision`` (fp32 or int8)
     is what the backend computes in; ``runtime`` says it when int8 (e.g. ``openvino int8``),
-    so predictions.csv and summary.json record it.
+    so predictions.csv and summary.json record it. ``tta``: average the class probabilities
+    over the affine views of ``echoseg.inference.tta`` (7 network runs per image);
+    ``runtime`` then ends in ``tta``.
     """
 
     def __init__(self, model: torch.nn.Module | None, config: Config, name: str = "model",
                  device: str | torch.device = "cpu", postprocess: str | None = None,
                  backend: Backend | None = None,
-                 quality: QualityThresholds | None = None, precision: str = "fp32") -> None:
+                 quality: QualityThresholds | None = None, precision: str = "fp32",
+                 tta: bool = False) -> None:
         if backend is None:
             if model is None:
                 raise ValueError("Segmenter needs a model or a backend")
             backend = TorchBackend(model, device)
         self.backend = backend
         self.precision = precision
-        self.runtime = backend.runtime if precision == "fp32" else f"{backend.runtime} {precision}"
+        self.tta = tta
+        self.runtime = " ".join([backend.runtime] + [precision] * (precision != "fp32")
+                                + ["tta"] * tta)
         self.device = torch.device(backend.device)
         self.model = model.to(self.device).eval() if model is not None else None
         self.config = config
@@ -74,11 +80,18 @@ class Segmenter:
         return self._logits(grid).argmax(1).astype(np.uint8)
 
     def logits(self, grid: np.ndarray) -> torch.Tensor:
-        """Final logits (N, 4, S, S) float32 on the CPU for grid images (N, S, S) in [0, 1]."""
+        """Final logits (N, 4, S, S) float32 on the CPU for grid images (N, S, S) in [0, 1]
+        (with ``tta``: the log of the averaged probabilities)."""
         return torch.from_numpy(self._logits(grid))
 
     def _logits(self, grid: np.ndarray) -> np.ndarray:
-        return np.asarray(self.backend(np.ascontiguousarray(grid, dtype=np.float32)[:, None]))
+        grid = np.ascontiguousarray(grid, dtype=np.float32)
+        if self.tta:
+            return np.log(averaged_probabilities(self._run, grid) + 1e-12)
+        return self._run(grid[:, None])
+
+    def _run(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.backend(images))
 
     @torch.no_grad()
     def decoder_outputs(self, image: np.ndarray) -> list[np.ndarray]:
