@@ -1,7 +1,8 @@
 """Frames per second of `echoseg predict` on a 2D+t sequence, end to end, per runtime.
 
 Usage: python benchmarks/sequence_predict.py [SEQUENCE] [--model lightweight]
-           [--runtimes torch,onnxruntime,openvino] [--frames 100] [--repeats 3] [--json]
+           [--runtimes torch,onnxruntime,openvino] [--precision fp32|int8] [--frames 100]
+           [--repeats 3] [--json]
 
 End to end is what `echoseg predict` does to one file after the model is loaded: read it,
 resample every frame to the model grid, run the network, post-process, map the labels back to
@@ -49,9 +50,10 @@ def make_input(source: Path, frames: int, folder: Path) -> Path:
     return path
 
 
-def time_runtime(model: str, runtime: str, path: Path, repeats: int, batch: int) -> dict:
+def time_runtime(model: str, runtime: str, path: Path, repeats: int, batch: int,
+                 precision: str = "fp32") -> dict:
     """Best-of-``repeats`` end-to-end time of one file; returns a result row."""
-    segmenter = load_model(model, runtime=runtime)
+    segmenter = load_model(model, runtime=runtime, precision=precision)
     files = find_inputs([path]).files
     walls, segment = [], []
     for _ in range(repeats):
@@ -77,6 +79,8 @@ def main() -> int:
     parser.add_argument("sequence", nargs="?", type=Path, default=DEFAULT_SEQUENCE)
     parser.add_argument("--model", default="lightweight")
     parser.add_argument("--runtimes", default=",".join(r for r in RUNTIMES[1:] if installed(r)))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"),
+                        help="int8: PyTorch weights as their cached int8 copy (not on torch)")
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -84,7 +88,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="echoseg-seq-in-") as tmp:
         path = make_input(args.sequence, args.frames, Path(tmp))
-        results = [time_runtime(args.model, runtime, path, args.repeats, args.batch_size)
+        results = [time_runtime(args.model, runtime, path, args.repeats, args.batch_size,
+                                args.precision)
                    for runtime in args.runtimes.split(",")]
     report = {"machine": machine_description(), "input": str(args.sequence), "results": results}
     if args.json:

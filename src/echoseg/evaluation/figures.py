@@ -39,11 +39,13 @@ def overlay(image: np.ndarray | None, labels: np.ndarray, alpha: float = 0.45) -
     """RGB float image (H, W, 3) in [0, 1]: the grayscale image (black if None) with LV red,
     MYO green and LA blue blended in at opacity ``alpha``; the image is resized to the labels."""
     gray = np.zeros(labels.shape) if image is None else _gray(image, labels.shape)
-    rgb = np.repeat(gray[..., None], 3, axis=2)
+    # per label value: the gray's weight and the colour added (one lookup, not a mask each)
+    weight = np.ones(256)
+    tint = np.zeros((256, 3))
     for label, color in COLORS.items():
-        mask = labels == label
-        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(color)
-    return rgb
+        weight[label], tint[label] = 1 - alpha, alpha * np.asarray(color)
+    index = np.asarray(labels, dtype=np.uint8)
+    return gray[..., None] * np.take(weight, index)[..., None] + np.take(tint, index, axis=0)
 
 
 def _save(fig, path: Path | str) -> Path:
