@@ -297,3 +297,65 @@ def test_a_missing_prediction_file_is_reported_per_patient(tmp_path, capsys):
     assert prediction["patient0003"]["problems"] == [
         f"4CH ES: no prediction file for patient0003_4CH_ES in {pred}"]
     assert prediction["patient0001"]["problems"] == []
+
+
+ES_PIXELS = 9000  # the LV of every ES map of write_release has fewer pixels, every ED one more
+
+
+class ViewsModel:
+    """A stand-in TTA model for `ef --model X --tta`: the images of write_release are the
+    label maps times 60, so its 'prediction' is the expert map; its three views are that map,
+    the map shifted by 3 pixels (the same EF) and, for ES images (LV under ES_PIXELS pixels),
+    the map with the LV eroded by 2 pixels (a higher EF)."""
+
+    name, runtime, device, postprocess_spec, tta = "views", "torch tta", "cpu", "none", True
+
+    def predict_batch_with_views(self, images):
+        from scipy import ndimage
+
+        labels = [(np.asarray(im) // 60).astype(np.uint8) for im in images]
+        views = []
+        for lbl in labels:
+            shifted = np.roll(lbl, 3, axis=1)
+            eroded = lbl.copy()
+            lv = lbl == 1
+            if lv.sum() < ES_PIXELS:
+                eroded[lv & ~ndimage.binary_erosion(lv, iterations=2)] = 2
+            views.append([lbl, shifted, eroded])
+        return labels, views
+
+    predict_batch = None
+
+
+def test_tta_gives_each_predicted_ef_its_spread_over_the_views(tmp_path, capsys, monkeypatch):
+    import csv
+
+    from scipy import ndimage
+
+    import echoseg.inference
+
+    monkeypatch.setattr(echoseg.inference, "load_model", lambda *a, **k: ViewsModel())
+    root = write_release(tmp_path / "camus")
+    out = tmp_path / "out"
+    assert main(["ef", str(root), "--model", "views", "--tta", "--out", str(out)]) == 0
+    console = capsys.readouterr().out
+    with open(out / "ef.csv", newline="") as f:
+        table = {(r["patient"], r["source"]): r for r in csv.DictReader(f)}
+    for index, patient in enumerate(PATIENTS):
+        assert table[patient, "expert"]["ef_tta_sd"] == ""
+        maps = view_maps(index)
+        eroded = {}
+        for key, lbl in maps.items():
+            eroded[key] = lbl.copy()
+            lv = lbl == 1
+            if key[1] == "ES":
+                eroded[key][lv & ~ndimage.binary_erosion(lv, iterations=2)] = 2
+        shifted = {key: np.roll(lbl, 3, axis=1) for key, lbl in maps.items()}
+        efs = [patient_measurements({k: (m, SPACING) for k, m in v.items()}).ef
+               for v in (maps, shifted, eroded)]
+        assert efs[1] == pytest.approx(efs[0], abs=0.5)  # resampling noise only
+        assert efs[2] > efs[0] + 1  # the eroded ES view really moves the EF
+        assert float(table[patient, "prediction"]["ef_tta_sd"]) == pytest.approx(
+            np.std(efs, ddof=1), abs=1e-6)
+        assert f"{efs[0]:.1f} ± {np.std(efs, ddof=1):.1f}" in console
+    assert "## EF spread over the TTA views" in (out / "report.md").read_text()

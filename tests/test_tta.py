@@ -165,3 +165,17 @@ def test_tta_on_the_bundled_model_keeps_its_accuracy_on_real_images():
                                                         strict=True)])
     assert 0 < changed < 0.02
     assert scores[False] > 0.9 and scores[True] > scores[False] - 0.005
+
+
+def test_predict_batch_with_views_matches_predict_batch_and_gives_every_view(tiny):
+    seg = echoseg.load_model(tiny, runtime="torch", tta=True)
+    rng = np.random.default_rng(2)
+    images = [(rng.random(shape) * 255).astype(np.uint8) for shape in ((40, 50), (32, 32))]
+    labels, views = seg.predict_batch_with_views(images)
+    for plain, with_views in zip(seg.predict_batch(images), labels, strict=True):
+        np.testing.assert_array_equal(plain, with_views)
+    assert [len(v) for v in views] == [len(tta.VIEWS)] * 2
+    assert all(v.shape == im.shape and v.dtype == np.uint8
+               for per_image, im in zip(views, images, strict=True) for v in per_image)
+    with pytest.raises(ValueError, match="needs a Segmenter with tta=True"):
+        echoseg.load_model(tiny, runtime="torch").predict_batch_with_views(images)

@@ -44,7 +44,8 @@ def ef_rows(results: Results) -> list[dict]:
 
 def _row(patient: str, source: str, m: PatientMeasurement) -> dict:
     row = {"patient": patient, "source": source, "method": m.method,
-           "volume_unit": m.volume_unit, "edv": m.edv, "esv": m.esv, "ef": m.ef}
+           "volume_unit": m.volume_unit, "edv": m.edv, "esv": m.esv, "ef": m.ef,
+           "ef_tta_sd": m.ef_tta_sd}
     units = {v.geometry.unit for v in m.views.values()}
     row["length_unit"] = units.pop() if len(units) == 1 else None
     for view in VIEWS:
@@ -116,8 +117,8 @@ def report_markdown(results: Results, agreements: Sequence[Agreement], context: 
              f"{context.get('patients')} patients (split: {context.get('split') or 'all'}); "
              f"sources: {context.get('sources')}.", *unit_notes(results),
              *context.get("notes", ()), "",
-             "## Agreement", "", *agreement_table(agreements), "", "## Method", "", *METHOD,
-             "", "## Problems", ""]
+             "## Agreement", "", *agreement_table(agreements), "", *spread_lines(results),
+             "## Method", "", *METHOD, "", "## Problems", ""]
     problems = problem_lines(results)
     lines += problems or ["None."]
     if provenance is not None:
@@ -131,6 +132,29 @@ def report_markdown(results: Results, agreements: Sequence[Agreement], context: 
     return "\n".join(lines) + "\n"
 
 
+def spread_lines(results: Results) -> list[str]:
+    """report.md's section on the EF spread over the TTA views (``ef_tta_sd``), with a blank
+    line after it; no lines when no prediction has one."""
+    spreads = sorted(((m.ef_tta_sd, p) for p, m in results.get("prediction", {}).items()
+                      if m.ef_tta_sd is not None), reverse=True)
+    if not spreads:
+        return []
+    values = [s for s, _ in spreads]
+    largest = ", ".join(f"{p} ({s:.1f})" for s, p in spreads[:5])
+    return ["## EF spread over the TTA views", "",
+            f"SD of the EF that each of the test-time augmentation views gives alone, over "
+            f"{len(values)} patients: median {float(np.median(values)):.2f} points, largest "
+            f"{largest}. A large spread means that the EF depends on the image's exact "
+            "position and scale: look at those patients first.", ""]
+
+
+def _ef_cell(m: PatientMeasurement | None) -> str:
+    """EF to 1 decimal, with '± SD' over the TTA views when known."""
+    cell = _num(getattr(m, "ef", None), 1)
+    sd = getattr(m, "ef_tta_sd", None)
+    return cell if sd is None else f"{cell} ± {sd:.1f}"
+
+
 def console_text(results: Results, agreements: Sequence[Agreement], context: Mapping) -> str:
     """What ``echoseg ef`` prints without --json: EF per patient and source, the agreement."""
     sources = [s for s in SOURCES if s in results]
@@ -138,7 +162,7 @@ def console_text(results: Results, agreements: Sequence[Agreement], context: Map
              "|---|" + "---|" * len(sources)]
     patients = sorted({p for by in results.values() for p in by})
     for p in patients:
-        cells = [_num(getattr(results[s].get(p), "ef", None), 1) for s in sources]
+        cells = [_ef_cell(results[s].get(p)) for s in sources]
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", *unit_notes(results), *context.get("notes", ()), "",
                       *agreement_table(agreements)]) + "\n"

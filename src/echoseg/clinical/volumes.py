@@ -96,7 +96,9 @@ class PatientMeasurement:
     """Volumes and EF of one patient. ``edv``/``esv`` are None for a phase that could not be
     measured, ``ef`` (percent) None unless both are known. ``method``: "biplane",
     "single-plane 2CH", "single-plane 4CH", "single-plane (mixed views)" or "none". Each problem
-    is one line, prefixed with its view and phase when it concerns one."""
+    is one line, prefixed with its view and phase when it concerns one. ``ef_tta_sd``: for a
+    prediction with test-time augmentation, the SD (points) of the EF that each view alone
+    gives, else None."""
 
     edv: float | None = None
     esv: float | None = None
@@ -106,11 +108,13 @@ class PatientMeasurement:
     views: dict[tuple[str, str], ViewMeasurement] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     patient: str | None = None
+    ef_tta_sd: float | None = None
 
     def to_dict(self) -> dict:
         """Plain values for JSON, views keyed "2CH_ED" and so on."""
         return {"patient": self.patient, "edv": self.edv, "esv": self.esv, "ef": self.ef,
                 "volume_unit": self.volume_unit, "method": self.method,
+                "ef_tta_sd": self.ef_tta_sd,
                 "views": {f"{v}_{p}": m.to_dict() for (v, p), m in self.views.items()},
                 "problems": list(self.problems)}
 

@@ -121,15 +121,24 @@ def _finish(m, drop: tuple[str, ...] = ()):
 
 
 def measure(dataset, groups, *, pred_dir=None, predict_batch=None, batch_size: int = 8,
-            on_patient: Callable[[str], None] | None = None) -> dict:
+            on_patient: Callable[[str], None] | None = None, views_batch=None) -> dict:
     """source -> patient -> PatientMeasurement for the expert masks, the predictions (when a
     source is given) and the dataset's reference values; ``on_patient(patient)`` is called
-    after each patient is measured."""
+    after each patient is measured. ``views_batch`` (a TTA Segmenter's
+    ``predict_batch_with_views``), instead of ``predict_batch``, also gives each predicted
+    EF its spread over the views (``ef_tta_sd``)."""
     from echoseg.clinical import patient_measurements
     from echoseg.clinical.geometry import NO_LA
     from echoseg.clinical.sources import gather, reference_measurements
 
     lv_only = "LA" not in dataset.structures  # EchoNet: no LA drawn, the chord base is normal
+    views_of: dict[int, tuple] = {}  # id(label map) -> (it, the label map of each TTA view)
+    if views_batch is not None:
+        def predict_batch(images):
+            labels, views = views_batch(images)
+            views_of.update({id(lbl): (lbl, v) for lbl, v in zip(labels, views, strict=True)})
+            return labels
+
     results: dict[str, dict] = {"expert": {}}
     if pred_dir is not None or predict_batch is not None:
         results["prediction"] = {}
@@ -144,12 +153,34 @@ def measure(dataset, groups, *, pred_dir=None, predict_batch=None, batch_size: i
             m.problems = problems + m.problems
             drop = (NO_LA,) if lv_only and source == "expert" else ()
             results[source][maps.patient] = _finish(m, drop)
+            if source == "prediction" and views_batch is not None and m.ef is not None:
+                m.ef_tta_sd = view_spread(views, views_of)
+        views_of.clear()
         if on_patient is not None:
             on_patient(maps.patient)
     reference = reference_measurements(dataset, list(groups))
     if reference:
         results["reference"] = reference
     return results
+
+
+def view_spread(views: dict, views_of: dict) -> float | None:
+    """SD (points, ddof 1) of the EF of each TTA view alone, from a patient's predicted
+    ``views`` ((view, phase) -> (label map, spacing)) and ``views_of`` (id of a label map ->
+    (it, its per-view label maps)); None when a map has no views or fewer than two views
+    give an EF."""
+    import numpy as np
+
+    from echoseg.clinical import patient_measurements
+
+    if not views or any(id(lbl) not in views_of for lbl, _ in views.values()):
+        return None
+    n_views = len(next(iter(views_of.values()))[1])
+    efs = [patient_measurements({key: (views_of[id(lbl)][1][k], spacing)
+                                 for key, (lbl, spacing) in views.items()}).ef
+           for k in range(n_views)]
+    efs = [ef for ef in efs if ef is not None and ef >= 0]
+    return float(np.std(efs, ddof=1)) if len(efs) >= 2 else None
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -200,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBar(len(groups), label, args.quiet) as bar:
         results = measure(dataset, groups, pred_dir=args.pred, batch_size=args.batch_size,
                           predict_batch=None if model is None else model.predict_batch,
+                          views_batch=model.predict_batch_with_views if args.tta else None,
                           on_patient=lambda _patient: bar.advance())
     agreements = compare_sources(results)
     failed = _report_problems(results)

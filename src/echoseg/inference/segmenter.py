@@ -11,7 +11,7 @@ from echoseg.config import Config
 from echoseg.data.preprocess import image_to_grid, label_to_native
 from echoseg.errors import EchosegError
 from echoseg.inference.runtimes import Backend, TorchBackend
-from echoseg.inference.tta import averaged_probabilities
+from echoseg.inference.tta import average, view_probabilities
 from echoseg.metrics.quality import QualityThresholds
 from echoseg.postprocess import parse_postprocess
 
@@ -67,17 +67,40 @@ class Segmenter:
         results: list[np.ndarray] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            grid = np.stack([image_to_grid(np.asarray(im), self.size) for im in chunk])
-            labels = self.predict_grid(grid)
-            for im, lbl in zip(chunk, labels, strict=True):
-                lbl = self._postprocess(lbl)
-                results.append(label_to_native(lbl, np.asarray(im).shape[:2]))
+            labels = self.predict_grid(self._grid(chunk))
+            results += [self._to_native(lbl, im) for im, lbl in zip(chunk, labels, strict=True)]
         return results
+
+    def predict_batch_with_views(self, images: Sequence[np.ndarray], batch_size: int = 16
+                                 ) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+        """With ``tta``: (label maps as :meth:`predict_batch` gives them, and per image the
+        label map of each TTA view alone, in ``echoseg.inference.tta.VIEWS`` order), all
+        post-processed and at each image's own size, from one run of every view. The views'
+        disagreement measures how much the result hangs on the image's exact position and
+        scale. Raises ValueError without ``tta``."""
+        if not self.tta:
+            raise ValueError("predict_batch_with_views needs a Segmenter with tta=True")
+        labels: list[np.ndarray] = []
+        views: list[list[np.ndarray]] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            per_view = list(view_probabilities(self._run, self._grid(chunk)))
+            labels += [self._to_native(lbl, im) for im, lbl in
+                       zip(chunk, _argmax(average(per_view)), strict=True)]
+            view_labels = [_argmax(probs) for probs, _ in per_view]
+            views += [[self._to_native(v[i], im) for v in view_labels]
+                      for i, im in enumerate(chunk)]
+        return labels, views
+
+    def _grid(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([image_to_grid(np.asarray(im), self.size) for im in images])
+
+    def _to_native(self, labels: np.ndarray, image: np.ndarray) -> np.ndarray:
+        return label_to_native(self._postprocess(labels), np.asarray(image).shape[:2])
 
     def predict_grid(self, grid: np.ndarray) -> np.ndarray:
         """Raw argmax label maps (N, S, S) uint8 for images already on the grid, float [0, 1]."""
-        # numpy's argmax over the class axis is several times faster than torch's on the CPU
-        return self._logits(grid).argmax(1).astype(np.uint8)
+        return _argmax(self._logits(grid))
 
     def logits(self, grid: np.ndarray) -> torch.Tensor:
         """Final logits (N, 4, S, S) float32 on the CPU for grid images (N, S, S) in [0, 1]
@@ -87,7 +110,7 @@ class Segmenter:
     def _logits(self, grid: np.ndarray) -> np.ndarray:
         grid = np.ascontiguousarray(grid, dtype=np.float32)
         if self.tta:
-            return np.log(averaged_probabilities(self._run, grid) + 1e-12)
+            return np.log(average(view_probabilities(self._run, grid)) + 1e-12)
         return self._run(grid[:, None])
 
     def _run(self, images: np.ndarray) -> np.ndarray:
@@ -108,3 +131,9 @@ class Segmenter:
         x = torch.from_numpy(image_to_grid(np.asarray(image), self.size)[None, None])
         outputs = self.model.forward_all(x.to(self.device))
         return [o[0].float().cpu().numpy() for o in outputs]
+
+
+def _argmax(scores: np.ndarray) -> np.ndarray:
+    """Labels (N, S, S) uint8 of class scores (N, C, S, S)."""
+    # numpy's argmax over the class axis is several times faster than torch's on the CPU
+    return scores.argmax(1).astype(np.uint8)

@@ -3,7 +3,7 @@ probabilities mapped back and averaged."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -35,19 +35,18 @@ def view_matrix(size: int, rotate: float, zoom: float, shift_x: float,
     return matrix
 
 
-def averaged_probabilities(logits_of: Callable[[np.ndarray], np.ndarray], grid: np.ndarray,
-                           views: tuple[tuple[float, float, float, float], ...] = VIEWS
-                           ) -> np.ndarray:
-    """Class probabilities (N, C, S, S) float32 of grid images ``grid`` (N, S, S) float32,
-    averaged over ``views``.
+def view_probabilities(logits_of: Callable[[np.ndarray], np.ndarray], grid: np.ndarray,
+                       views: tuple[tuple[float, float, float, float], ...] = VIEWS
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per view of ``views``, in order: (probabilities (N, C, S, S), coverage (S, S)) of grid
+    images ``grid`` (N, S, S) float32 mapped back onto the original grid.
 
-    ``logits_of`` maps images (N, 1, S, S) float32 to logits (N, C, S, S). Each view's
-    softmax is warped back onto the original grid (bilinear); a pixel that a view moved
-    outside the grid gets no vote from that view, and the identity view covers every pixel.
+    ``logits_of`` maps images (N, 1, S, S) float32 to logits (N, C, S, S), called once per
+    view. Each view's softmax is warped back (bilinear); pixels that the view moved outside
+    the grid are 0 in both arrays (partly so at the edge), so probabilities / coverage is a
+    probability wherever coverage > 0. The identity view covers every pixel.
     """
     size = grid.shape[-1]
-    total: np.ndarray | None = None
-    weight = np.zeros((size, size), np.float32)
     for view in views:
         matrix = view_matrix(size, *view)
         warped = np.stack([cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR)
@@ -55,12 +54,26 @@ def averaged_probabilities(logits_of: Callable[[np.ndarray], np.ndarray], grid: 
         probs = _softmax(np.asarray(logits_of(np.ascontiguousarray(warped[:, None]))))
         coverage = cv2.warpAffine(np.ones((size, size), np.float32), matrix, (size, size),
                                   flags=_INVERSE)
-        # pixels warped in from outside the view are 0 in ``back`` and partly so in
-        # ``coverage`` alike: the ratio below stays a probability
-        back = np.stack([_warp_channels(p, matrix) for p in probs])
-        total = back if total is None else total + back
-        weight += coverage
-    return total / np.maximum(weight, 1e-6)
+        yield np.stack([_warp_channels(p, matrix) for p in probs]), coverage
+
+
+def averaged_probabilities(logits_of: Callable[[np.ndarray], np.ndarray], grid: np.ndarray,
+                           views: tuple[tuple[float, float, float, float], ...] = VIEWS
+                           ) -> np.ndarray:
+    """Class probabilities (N, C, S, S) float32 of grid images ``grid`` (N, S, S) float32,
+    averaged over ``views`` (:func:`view_probabilities`), each pixel over the views that
+    cover it."""
+    return average(view_probabilities(logits_of, grid, views))
+
+
+def average(per_view: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The coverage-weighted mean of :func:`view_probabilities`' (probabilities, coverage)
+    pairs, consumed one at a time."""
+    total, weight = None, None
+    for probs, coverage in per_view:
+        total = probs.copy() if total is None else total + probs
+        weight = coverage.copy() if weight is None else weight + coverage
+    return (total / np.maximum(weight, 1e-6)).astype(np.float32)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
