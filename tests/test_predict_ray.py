@@ -62,12 +62,19 @@ def test_ray_writes_what_a_local_run_writes(tmp_path, capsys):
                      "--files-per-task", "2"])
         bad = main(["predict", str(tmp_path / "missing.pt"), str(folder), "--out",
                     str(tmp_path / "bad"), "--executor", "ray"])
+        one = tmp_path / "one"
+        one.mkdir()
+        (one / "a.png").write_bytes(next(folder.glob("*_ED.png")).read_bytes())
+        with_tta = main(["predict", "lightweight", str(one), "--out", str(tmp_path / "tta"),
+                         "--runtime", "torch", "--tta", "--executor", "ray", "--workers", "1",
+                         "--quiet"])
     finally:
         ray.shutdown()
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1  # the broken file failed, the others were written
     assert err[0].startswith("echoseg: error: ") and "broken.png" in err[0]
     assert bad == 2 and "missing.pt" in err[-1] and len(err) == 2
+    assert with_tta == 0 and [r["runtime"] for r in table(tmp_path / "tta")] == ["torch tta"]
     assert table(tmp_path / "ray") == table(tmp_path / "local")
     local = sorted(p.name for p in (tmp_path / "local").iterdir())
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == local
