@@ -8,7 +8,6 @@ as plain data (what results.json holds); report.py renders them.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,7 +80,6 @@ class Study:
             raise EchosegError("no dataset: pass --data DATA (or set data.root in the plan)")
         self.data = str(base.data.root)
         self.trained_seconds: list[float] = []
-        self.started = time.perf_counter()
 
     def selection(self) -> Target:
         """The target variants are chosen on: the study's data, the plan's selection split."""

@@ -11,7 +11,7 @@ from echoseg.config import Config
 from echoseg.data.preprocess import image_to_grid, label_to_native
 from echoseg.errors import EchosegError
 from echoseg.inference.runtimes import Backend, TorchBackend
-from echoseg.inference.tta import average, view_probabilities
+from echoseg.inference.tta import average, averaged_probabilities, view_probabilities
 from echoseg.metrics.quality import QualityThresholds
 from echoseg.postprocess import parse_postprocess
 
@@ -110,7 +110,7 @@ class Segmenter:
     def _logits(self, grid: np.ndarray) -> np.ndarray:
         grid = np.ascontiguousarray(grid, dtype=np.float32)
         if self.tta:
-            return np.log(average(view_probabilities(self._run, grid)) + 1e-12)
+            return np.log(averaged_probabilities(self._run, grid) + 1e-12)
         return self._run(grid[:, None])
 
     def _run(self, images: np.ndarray) -> np.ndarray:
